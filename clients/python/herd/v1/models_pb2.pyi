@@ -1,0 +1,139 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from herd.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelSummary(_message.Message):
+    __slots__ = ("name", "modified_at", "size", "digest", "details", "capabilities")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    modified_at: _timestamp_pb2.Timestamp
+    size: int
+    digest: str
+    details: _common_pb2.ModelDetails
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size: _Optional[int] = ..., digest: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelSummary]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelSummary, _Mapping]]] = ...) -> None: ...
+
+class ShowModelRequest(_message.Message):
+    __slots__ = ("model", "verbose", "system", "options")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERBOSE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    verbose: bool
+    system: str
+    options: _common_pb2.Options
+    def __init__(self, model: _Optional[str] = ..., verbose: _Optional[bool] = ..., system: _Optional[str] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ...) -> None: ...
+
+class ModelMessage(_message.Message):
+    __slots__ = ("role", "content")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    content: str
+    def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class ShowModelResponse(_message.Message):
+    __slots__ = ("license", "modelfile", "parameters", "template", "system", "details", "messages", "model_info_json", "capabilities", "modified_at", "name")
+    LICENSE_FIELD_NUMBER: _ClassVar[int]
+    MODELFILE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    license: str
+    modelfile: str
+    parameters: str
+    template: str
+    system: str
+    details: _common_pb2.ModelDetails
+    messages: _containers.RepeatedCompositeFieldContainer[ModelMessage]
+    model_info_json: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    modified_at: _timestamp_pb2.Timestamp
+    name: str
+    def __init__(self, license: _Optional[str] = ..., modelfile: _Optional[str] = ..., parameters: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., model_info_json: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class ListRunningRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RunningModel(_message.Message):
+    __slots__ = ("name", "size", "size_vram", "digest", "details", "expires_at", "context_length")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_VRAM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    size_vram: int
+    digest: str
+    details: _common_pb2.ModelDetails
+    expires_at: _timestamp_pb2.Timestamp
+    context_length: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., size_vram: _Optional[int] = ..., digest: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context_length: _Optional[int] = ...) -> None: ...
+
+class ListRunningResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[RunningModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[RunningModel, _Mapping]]] = ...) -> None: ...
+
+class LoadModelRequest(_message.Message):
+    __slots__ = ("model", "keep_alive_ns", "options")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KEEP_ALIVE_NS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    keep_alive_ns: int
+    options: _common_pb2.Options
+    def __init__(self, model: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ...) -> None: ...
+
+class LoadModelResponse(_message.Message):
+    __slots__ = ("model", "load_duration_ns")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LOAD_DURATION_NS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    load_duration_ns: int
+    def __init__(self, model: _Optional[str] = ..., load_duration_ns: _Optional[int] = ...) -> None: ...
+
+class UnloadModelRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class UnloadModelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,1 @@
+"""herd core: the gRPC service, scheduler, model store, templates and runners."""

@@ -1,0 +1,1 @@
+"""The model store: names, manifests, blobs, GGUF metadata."""

@@ -1,0 +1,1 @@
+"""Prompt templates: Go text/template as Ollama uses it, and sandboxed Jinja."""

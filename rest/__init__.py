@@ -1,0 +1,1 @@
+"""herd gateway: Sanic app translating Ollama and OpenAI HTTP dialects to the herd.v1 gRPC API."""
