@@ -1,0 +1,478 @@
+"""The model store: Ollama's ``$OLLAMA_MODELS`` layout of manifests and content-addressed blobs.
+
+``manifests/<host>/<namespace>/<model>/<tag>`` hold JSON manifests; ``blobs/sha256-<hex>`` hold
+the layers. Writes are crash-safe where Ollama's are not: a blob is hashed into a temporary file
+and only renamed to its content address once the digest is known, and a manifest (the commit
+point that makes a model visible) is written last, through a temporary file and ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import stat
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from herd.core.store.gguf import GGUFInfo, human_number, read_gguf
+from herd.core.store.manifest import (
+    MEDIA_TYPE_LICENSE,
+    MEDIA_TYPE_MESSAGES,
+    MEDIA_TYPE_MODEL,
+    MEDIA_TYPE_PARAMS,
+    MEDIA_TYPE_PROJECTOR,
+    MEDIA_TYPE_PROMPT,
+    MEDIA_TYPE_SYSTEM,
+    MEDIA_TYPE_TEMPLATE,
+    CorruptManifest,
+    Manifest,
+    blob_filename,
+)
+from herd.core.store.names import InvalidModelName, ModelName
+
+log = structlog.get_logger(__name__)
+
+# Manifests are a few hundred bytes; even a safetensors model with thousands of tensor layers
+# stays far below this.
+MAX_MANIFEST_BYTES = 16 << 20
+# Template, system, params, license and messages layers are text meant for a prompt.
+MAX_TEXT_LAYER_BYTES = 16 << 20
+_COPY_CHUNK = 1 << 20
+# Parsed GGUF headers kept in memory; a header with a large vocabulary is tens of MB of objects.
+_GGUF_CACHE_ENTRIES = 4
+_TEMP_PREFIX = ".tmp-"
+
+
+class ModelNotFound(LookupError):
+    """No model of that name is in the store; ``name`` is the name as the caller gave it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class CorruptModel(ValueError):
+    """A stored model's layer is missing or unreadable. The message never names a path."""
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """Facts about the weights, as Ollama's ``details`` object reports them."""
+
+    parent_model: str
+    format: str
+    family: str
+    families: tuple[str, ...]
+    parameter_size: str
+    quantization_level: str
+
+
+class ModelStore:
+    """Models under one ``OLLAMA_MODELS`` root; ``blobs/`` and ``manifests/`` are created on first write."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs_dir = self.root / "blobs"
+        self.manifests_dir = self.root / "manifests"
+        self._gguf_cache: OrderedDict[str, GGUFInfo] = OrderedDict()
+        self._gguf_cache_lock = threading.Lock()
+
+    def list_models(self) -> list[StoredModel]:
+        """Every readable model, newest manifest first; unreadable manifests are logged and skipped."""
+        models = []
+        # Hidden names (our temporary files) do not match "*".
+        for path in self.manifests_dir.glob("*/*/*/*"):
+            if path.is_dir():
+                continue
+            relative = path.relative_to(self.manifests_dir).parts
+            try:
+                name = ModelName(*relative)
+                models.append(self._load(name, path))
+            except InvalidModelName:
+                log.warning("manifest_skipped", reason="invalid name", manifest="/".join(relative))
+            except (CorruptManifest, OSError) as exc:
+                log.warning("manifest_skipped", reason=str(exc), manifest="/".join(relative))
+        models.sort(key=lambda model: model.modified_at, reverse=True)
+        return models
+
+    def get(self, name: str) -> StoredModel:
+        """The model called ``name``, matched case-insensitively as Ollama does.
+
+        Raises InvalidModelName, ModelNotFound, or CorruptManifest when its manifest is unreadable.
+        """
+        wanted = ModelName.parse(name)
+        found = self._existing_path(wanted)
+        if found is None:
+            raise ModelNotFound(name)
+        existing_name, path = found
+        try:
+            return self._load(existing_name, path)
+        except FileNotFoundError:
+            raise ModelNotFound(name) from None
+        except OSError as exc:
+            log.warning("manifest_unreadable", model=str(existing_name), error=str(exc))
+            raise CorruptManifest("manifest cannot be read") from None
+
+    def is_empty(self) -> bool:
+        """True when the store holds no readable model."""
+        return not self.list_models()
+
+    def blob_path(self, digest: str) -> Path:
+        """Where a blob lives; raises InvalidDigest before any path is built from a bad digest."""
+        return self.blobs_dir / blob_filename(digest)
+
+    def add_blob_from_file(self, src: Path) -> tuple[str, int]:
+        """Copy a file into the store; returns its ``sha256:<hex>`` digest and size."""
+        with open(src, "rb") as source:
+            return self._add_blob(iter(lambda: source.read(_COPY_CHUNK), b""))
+
+    def add_blob_bytes(self, data: bytes) -> tuple[str, int]:
+        """Store bytes as a blob; returns its ``sha256:<hex>`` digest and size."""
+        return self._add_blob(iter((data,)))
+
+    def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
+        """Make a model visible by writing its manifest; every blob it names must already be stored."""
+        for layer in (manifest.config, *manifest.layers):
+            if not self.blob_path(layer.digest).is_file():
+                raise CorruptManifest(f"manifest references a missing blob {layer.digest}")
+        path = name.manifest_path(self.root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path, manifest.to_json_bytes())
+        log.info("manifest_written", model=str(name), layers=len(manifest.layers))
+
+    def gguf(self, digest: str) -> GGUFInfo:
+        """The parsed header of a GGUF blob; blobs are immutable, so headers are cached by digest."""
+        with self._gguf_cache_lock:
+            cached = self._gguf_cache.get(digest)
+            if cached is not None:
+                self._gguf_cache.move_to_end(digest)
+                return cached
+        info = read_gguf(self.blob_path(digest))
+        with self._gguf_cache_lock:
+            self._gguf_cache[digest] = info
+            while len(self._gguf_cache) > _GGUF_CACHE_ENTRIES:
+                self._gguf_cache.popitem(last=False)
+        return info
+
+    def _existing_path(self, wanted: ModelName) -> tuple[ModelName, Path] | None:
+        """Find the manifest whose name equals ``wanted`` ignoring case, keeping the on-disk case."""
+        exact = wanted.manifest_path(self.root)
+        if exact.is_file():
+            return wanted, exact
+        directory = self.manifests_dir
+        parts = []
+        for part in (wanted.host, wanted.namespace, wanted.model, wanted.tag):
+            try:
+                entries = [entry.name for entry in os.scandir(directory)]
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            match = next((entry for entry in entries if entry.lower() == part.lower()), None)
+            if match is None:
+                return None
+            parts.append(match)
+            directory = directory / match
+        if not directory.is_file():
+            return None
+        return ModelName(*parts), directory
+
+    def _load(self, name: ModelName, path: Path) -> StoredModel:
+        with open(path, "rb") as file:
+            file_stat = os.fstat(file.fileno())
+            if not stat.S_ISREG(file_stat.st_mode):
+                raise CorruptManifest("manifest is not a regular file")
+            data = file.read(MAX_MANIFEST_BYTES + 1)
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise CorruptManifest("manifest is too large")
+        return StoredModel(
+            store=self,
+            name=name,
+            manifest=Manifest.from_json_bytes(data),
+            digest=hashlib.sha256(data).hexdigest(),
+            modified_at=datetime.fromtimestamp(file_stat.st_mtime, tz=timezone.utc),
+        )
+
+    def _add_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        self.blobs_dir.mkdir(parents=True, exist_ok=True)
+        hasher = hashlib.sha256()
+        size = 0
+        descriptor, temp_name = tempfile.mkstemp(dir=self.blobs_dir, prefix=_TEMP_PREFIX)
+        try:
+            with os.fdopen(descriptor, "wb") as temp:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    temp.write(chunk)
+                    size += len(chunk)
+                temp.flush()
+                os.fsync(temp.fileno())
+            digest = f"sha256:{hasher.hexdigest()}"
+            final = self.blob_path(digest)
+            if final.is_file():
+                log.debug("blob_reused", digest=digest)
+            else:
+                os.chmod(temp_name, 0o644)
+                os.replace(temp_name, final)
+                _fsync_directory(self.blobs_dir)
+                log.debug("blob_added", digest=digest, size=size)
+        finally:
+            if os.path.exists(temp_name):
+                os.unlink(temp_name)
+        return digest, size
+
+
+class StoredModel:
+    """A read-only view of one stored model; layers are read when first asked for, then kept."""
+
+    def __init__(
+        self, store: ModelStore, name: ModelName, manifest: Manifest, digest: str, modified_at: datetime
+    ) -> None:
+        self._store = store
+        self._name = name
+        self._manifest = manifest
+        self._digest = digest
+        self._modified_at = modified_at
+
+    def __repr__(self) -> str:
+        return f"StoredModel({self.short_name!r}, digest={self._digest[:12]!r})"
+
+    @property
+    def name(self) -> ModelName:
+        return self._name
+
+    @property
+    def short_name(self) -> str:
+        """The name as ``ollama list`` shows it, e.g. ``smollm2:135m``."""
+        return self._name.display_shortest()
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def digest(self) -> str:
+        """sha256 hex of the manifest bytes, without prefix."""
+        return self._digest
+
+    @property
+    def size(self) -> int:
+        """Bytes of all layers and the config."""
+        return self._manifest.size
+
+    @property
+    def modified_at(self) -> datetime:
+        """The manifest file's mtime, in UTC."""
+        return self._modified_at
+
+    @cached_property
+    def model_path(self) -> Path | None:
+        """The GGUF blob, or None for a model without a weights layer."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_MODEL)
+        # As in Ollama, the last model layer wins.
+        return self._store.blob_path(layers[-1].digest) if layers else None
+
+    @cached_property
+    def projector_paths(self) -> list[Path]:
+        return [self._store.blob_path(layer.digest) for layer in self._manifest.layers_of(MEDIA_TYPE_PROJECTOR)]
+
+    @cached_property
+    def template(self) -> str | None:
+        """The Go template text, or None when the model has no template layer."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_TEMPLATE) or self._manifest.layers_of(MEDIA_TYPE_PROMPT)
+        return self._read_text(layers[-1].digest) if layers else None
+
+    @cached_property
+    def system(self) -> str | None:
+        layers = self._manifest.layers_of(MEDIA_TYPE_SYSTEM)
+        return self._read_text(layers[-1].digest) if layers else None
+
+    @cached_property
+    def params(self) -> dict[str, Any]:
+        """The params layer: default options such as ``{"stop": [...], "temperature": 1}``."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_PARAMS)
+        if not layers:
+            return {}
+        params = self._read_json(layers[-1].digest)
+        if not isinstance(params, dict):
+            raise CorruptModel("params layer is not a JSON object")
+        return params
+
+    @cached_property
+    def license(self) -> list[str]:
+        return [self._read_text(layer.digest) for layer in self._manifest.layers_of(MEDIA_TYPE_LICENSE)]
+
+    @cached_property
+    def messages(self) -> list[dict[str, str]]:
+        """Stored conversation turns, ``[{"role": ..., "content": ...}]``."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_MESSAGES)
+        if not layers:
+            return []
+        messages = self._read_json(layers[-1].digest)
+        if not isinstance(messages, list) or not all(
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content", ""), str)
+            for message in messages
+        ):
+            raise CorruptModel("messages layer is not a list of messages")
+        return [{"role": message["role"], "content": message.get("content", "")} for message in messages]
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The config blob (Ollama's ConfigV2): model_format, model_family, model_type, file_type…"""
+        config = self._read_json(self._manifest.config.digest)
+        if not isinstance(config, dict):
+            raise CorruptModel("config blob is not a JSON object")
+        return config
+
+    def gguf(self) -> GGUFInfo:
+        """The weights' GGUF header; raises GGUFError for a bad file, CorruptModel without weights."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_MODEL)
+        if not layers:
+            raise CorruptModel("model has no weights layer")
+        return self._store.gguf(layers[-1].digest)
+
+    def details(self) -> ModelDetails:
+        """``details`` from the config blob; fields it lacks are read from the GGUF header."""
+        config = self.config
+
+        def configured(key: str) -> str:
+            value = config.get(key)
+            return value if isinstance(value, str) else ""
+
+        families = config.get("model_families")
+        families = tuple(f for f in families if isinstance(f, str)) if isinstance(families, list) else ()
+        model_format = configured("model_format")
+        family = configured("model_family")
+        parameter_size = configured("model_type")
+        quantization = configured("file_type")
+        if self.model_path is not None and (not family or not parameter_size or quantization in ("", "unknown")):
+            info = self.gguf()
+            model_format = model_format or "gguf"
+            family = family or info.architecture
+            families = families or (info.architecture,)
+            parameter_size = parameter_size or human_number(info.parameter_count)
+            if quantization in ("", "unknown"):
+                quantization = info.file_type_name
+        layers = self._manifest.layers_of(MEDIA_TYPE_MODEL)
+        return ModelDetails(
+            parent_model=(layers[-1].from_ or "") if layers else "",
+            format=model_format,
+            family=family,
+            families=families,
+            parameter_size=parameter_size,
+            quantization_level=quantization,
+        )
+
+    @property
+    def context_length(self) -> int | None:
+        """``<arch>.context_length`` from the GGUF header, or None."""
+        return self._gguf_int("context_length")
+
+    @property
+    def embedding_length(self) -> int | None:
+        """``<arch>.embedding_length`` from the GGUF header, or None."""
+        return self._gguf_int("embedding_length")
+
+    def capabilities(self, template_variables: set[str]) -> list[str]:
+        """What the model can do, in Ollama's order and by Ollama's rules.
+
+        ``template_variables`` are the variables the model's template refers to (``tools``,
+        ``suffix``…), which the template engine knows and the store does not.
+        """
+        variables = {variable.lower() for variable in template_variables}
+        capabilities = []
+        info = self.gguf() if self.model_path is not None else None
+        if info is not None:
+            capabilities.append("embedding" if info.architecture_value("pooling_type") is not None else "completion")
+        if self.projector_paths or (info is not None and info.architecture_value("vision.block_count") is not None):
+            capabilities.append("vision")
+        if "tools" in variables:
+            capabilities.append("tools")
+        if "suffix" in variables:
+            capabilities.append("insert")
+        if "thinking" in variables or "think" in variables:
+            capabilities.append("thinking")
+        return capabilities
+
+    def model_info(self, verbose: bool) -> dict[str, Any]:
+        """GGUF metadata for ``/api/show``: without ``verbose``, arrays longer than 5 become ``[]``."""
+        info = self.gguf()
+        model_info: dict[str, Any] = {}
+        for key, value in info.metadata.items():
+            if key in ("general.name", "tokenizer.chat_template"):
+                continue
+            if isinstance(value, list) and not verbose and len(value) > 5:
+                value = []
+            model_info[key] = _json_safe(value)
+        model_info["general.parameter_count"] = info.parameter_count
+        return model_info
+
+    def _gguf_int(self, key: str) -> int | None:
+        if self.model_path is None:
+            return None
+        value = self.gguf().architecture_value(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _read_blob(self, digest: str) -> bytes:
+        try:
+            with open(self._store.blob_path(digest), "rb") as file:
+                data = file.read(MAX_TEXT_LAYER_BYTES + 1)
+        except OSError as exc:
+            log.warning("layer_unreadable", model=str(self._name), digest=digest, error=str(exc))
+            raise CorruptModel(f"layer {digest} of model '{self.short_name}' cannot be read") from None
+        if len(data) > MAX_TEXT_LAYER_BYTES:
+            raise CorruptModel(f"layer {digest} of model '{self.short_name}' is too large")
+        return data
+
+    def _read_text(self, digest: str) -> str:
+        return self._read_blob(digest).decode("utf-8", "replace")
+
+    def _read_json(self, digest: str) -> Any:
+        try:
+            return json.loads(self._read_blob(digest))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise CorruptModel(f"layer {digest} of model '{self.short_name}' is not JSON") from None
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities, which JSON cannot carry, become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list) and any(isinstance(item, float) and not math.isfinite(item) for item in value):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write through a temporary file in the same directory, fsync, then rename over the target."""
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
+    try:
+        with os.fdopen(descriptor, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist a rename: the directory entry must reach the disk, not only the file."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
