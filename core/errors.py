@@ -1,0 +1,51 @@
+"""Domain errors and the one table that maps them to gRPC status codes.
+
+Messages are written for the person who sent the request: no paths, no OS errors, no
+tracebacks. The gateway turns the status into the HTTP dialect's error.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from herd.core.store.names import InvalidModelName
+from herd.core.store.store import ModelNotFound
+from herd.core.templates.gotemplate import TemplateError
+
+
+class InvalidRequest(ValueError):
+    """The request's arguments are wrong."""
+
+
+class CapabilityMissing(Exception):
+    """The model cannot do what was asked, e.g. ``"gemma3:270m-pt" does not support tools``."""
+
+
+class RunnerFailed(Exception):
+    """The runner could not load the model or died while serving it."""
+
+
+class ServerBusy(Exception):
+    """Too many requests are waiting."""
+
+    def __str__(self) -> str:
+        return "server busy, please try again.  maximum pending requests exceeded"
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and message for a domain error."""
+    if isinstance(exc, ModelNotFound):
+        return grpc.StatusCode.NOT_FOUND, f"model '{exc.name}' not found"
+    if isinstance(exc, InvalidModelName):
+        return grpc.StatusCode.INVALID_ARGUMENT, "invalid model name"
+    if isinstance(exc, InvalidRequest):
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+    if isinstance(exc, CapabilityMissing):
+        return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+    if isinstance(exc, ServerBusy):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+    if isinstance(exc, TemplateError):
+        return grpc.StatusCode.INTERNAL, f"template error: {exc}"
+    if isinstance(exc, RunnerFailed):
+        return grpc.StatusCode.INTERNAL, str(exc)
+    return grpc.StatusCode.INTERNAL, "internal error"

@@ -1,0 +1,376 @@
+"""Generate, chat and embed: from a request to a stream of chunks.
+
+Looks the model up, checks what it can do, renders the prompt, merges options, leases a runner
+from the scheduler and turns the runner's stream into :class:`Chunk` objects. Knows nothing of
+HTTP or of any JSON dialect.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import structlog
+
+from herd.core.errors import CapabilityMissing, InvalidRequest
+from herd.core.models import ModelCatalog
+from herd.core.options import ResolvedOptions, resolve
+from herd.core.scheduler import Scheduler
+from herd.core.store.store import StoredModel
+from herd.core.templates.values import Message, Tool, Values
+from herd.runner.v1 import runner_pb2
+from herd.v1 import common_pb2, inference_pb2
+
+log = structlog.get_logger(__name__)
+
+_STOP_REASONS = {runner_pb2.STOP_REASON_STOP: "stop", runner_pb2.STOP_REASON_LENGTH: "length"}
+
+
+@dataclass
+class Metrics:
+    total_duration_ns: int = 0
+    load_duration_ns: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration_ns: int = 0
+    eval_count: int = 0
+    eval_duration_ns: int = 0
+
+    def to_pb(self) -> common_pb2.Metrics:
+        return common_pb2.Metrics(**self.__dict__)
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text, or (``done``) the end of the stream with its metrics."""
+
+    text: str = ""
+    done: bool = False
+    done_reason: str = ""  # stop | length | load | unload
+    metrics: Metrics | None = None
+    context: list[int] = field(default_factory=list)
+
+    def _done_fields(self) -> dict:
+        if not self.done:
+            return {}
+        return {
+            "done": True,
+            "done_reason": _DONE_REASONS[self.done_reason],
+            "metrics": self.metrics.to_pb() if self.metrics else None,
+        }
+
+    def to_generate_pb(self, model: str) -> inference_pb2.GenerateResponse:
+        pb = inference_pb2.GenerateResponse(model=model, response=self.text, context=self.context, **self._done_fields())
+        pb.created_at.GetCurrentTime()
+        return pb
+
+    def to_chat_pb(self, model: str) -> inference_pb2.ChatResponse:
+        message = inference_pb2.Message(role="assistant", content=self.text)
+        pb = inference_pb2.ChatResponse(model=model, message=message, **self._done_fields())
+        pb.created_at.GetCurrentTime()
+        return pb
+
+
+_DONE_REASONS = {
+    "stop": common_pb2.DONE_REASON_STOP,
+    "length": common_pb2.DONE_REASON_LENGTH,
+    "load": common_pb2.DONE_REASON_LOAD,
+    "unload": common_pb2.DONE_REASON_UNLOAD,
+}
+
+
+@dataclass
+class GenerateParams:
+    model: str
+    prompt: str = ""
+    suffix: str = ""
+    system: str | None = None
+    template: str | None = None
+    context: list[int] = field(default_factory=list)
+    raw: bool = False
+    keep_alive_ns: int | None = None
+    options: common_pb2.Options | None = None
+    request_id: str = ""
+
+    @classmethod
+    def from_pb(cls, pb: inference_pb2.GenerateRequest, request_id: str) -> "GenerateParams":
+        if pb.raw and (pb.HasField("template") or pb.HasField("system") or pb.context):
+            raise InvalidRequest("raw mode does not support template, system, or context")
+        return cls(
+            model=pb.model,
+            prompt=pb.prompt,
+            suffix=pb.suffix,
+            system=pb.system if pb.HasField("system") else None,
+            template=pb.template if pb.HasField("template") else None,
+            context=list(pb.context),
+            raw=pb.raw,
+            keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
+            options=pb.options,
+            request_id=request_id,
+        )
+
+
+@dataclass
+class ChatParams:
+    model: str
+    messages: list[Message]
+    tools: list[Tool] = field(default_factory=list)
+    keep_alive_ns: int | None = None
+    options: common_pb2.Options | None = None
+    request_id: str = ""
+
+    @classmethod
+    def from_pb(cls, pb: inference_pb2.ChatRequest, request_id: str) -> "ChatParams":
+        return cls(
+            model=pb.model,
+            messages=messages_from_pb(pb.messages),
+            tools=tools_from_pb(pb.tools),
+            keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
+            options=pb.options,
+            request_id=request_id,
+        )
+
+
+@dataclass
+class EmbedParams:
+    model: str
+    inputs: list[str]
+    truncate: bool = True
+    dimensions: int = 0
+    normalize: bool = True
+    keep_alive_ns: int | None = None
+    options: common_pb2.Options | None = None
+    request_id: str = ""
+
+    @classmethod
+    def from_pb(cls, pb: inference_pb2.EmbedRequest, request_id: str) -> "EmbedParams":
+        return cls(
+            model=pb.model,
+            inputs=list(pb.input),
+            truncate=pb.truncate if pb.HasField("truncate") else True,
+            dimensions=pb.dimensions,
+            normalize=pb.normalize if pb.HasField("normalize") else True,
+            keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
+            options=pb.options,
+            request_id=request_id,
+        )
+
+
+@dataclass
+class Embeddings:
+    vectors: list[list[float]]
+    metrics: Metrics
+
+    def to_pb(self, model: str) -> inference_pb2.EmbedResponse:
+        return inference_pb2.EmbedResponse(
+            model=model,
+            embeddings=[inference_pb2.Embedding(values=v) for v in self.vectors],
+            metrics=self.metrics.to_pb(),
+        )
+
+
+def _sampling_pb(opts: ResolvedOptions) -> runner_pb2.Sampling:
+    return runner_pb2.Sampling(
+        temperature=opts.temperature,
+        top_k=opts.top_k,
+        top_p=opts.top_p,
+        min_p=opts.min_p,
+        typical_p=opts.typical_p,
+        repeat_last_n=opts.repeat_last_n,
+        repeat_penalty=opts.repeat_penalty,
+        presence_penalty=opts.presence_penalty,
+        frequency_penalty=opts.frequency_penalty,
+        seed=opts.seed,
+    )
+
+
+def normalize(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm > 0 else vector
+
+
+class Inference:
+    def __init__(self, catalog: ModelCatalog, scheduler: Scheduler):
+        self.catalog = catalog
+        self.scheduler = scheduler
+
+    # ------------------------------------------------------------------ generate
+
+    async def generate(self, p: GenerateParams) -> AsyncIterator[Chunk]:
+        started = time.perf_counter_ns()
+        model = self.catalog.get(p.model)
+        if not p.prompt and not p.suffix:
+            yield await self._load_or_unload(model, p.options, p.keep_alive_ns)
+            return
+        if "completion" not in self.catalog.capabilities(model):
+            raise CapabilityMissing(f'"{p.model}" does not support generate')
+        if p.suffix and "insert" not in self.catalog.capabilities(model):
+            raise CapabilityMissing(f"{model.name} does not support insert")
+        if p.raw:
+            prompt = p.prompt
+        else:
+            prompt = self._render_generate(model, p)
+        opts = resolve(model.params, p.options)
+        request = runner_pb2.GenerateRequest(
+            prompt=prompt,
+            prefix_tokens=p.context,
+            num_predict=opts.num_predict,
+            stop=opts.stop,
+            sampling=_sampling_pb(opts),
+            return_context=not p.raw,
+            add_bos=not p.context,
+        )
+        async for chunk in self._run(model, opts, p.keep_alive_ns, request, p.request_id, started):
+            yield chunk
+
+    def _render_generate(self, model: StoredModel, p: GenerateParams) -> str:
+        template = self.catalog.template(model, override=p.template)
+        if p.suffix:
+            return template.render(Values(messages=[], prompt=p.prompt, suffix=p.suffix))
+        messages = []
+        system = p.system if p.system is not None else model.system
+        if system:
+            messages.append(Message(Role="system", Content=system))
+        if not p.context:
+            messages.extend(Message.from_dict(m) for m in model.messages)
+        messages.append(Message(Role="user", Content=p.prompt))
+        return template.render(Values(messages=messages))
+
+    # ------------------------------------------------------------------ chat
+
+    async def chat(self, p: ChatParams) -> AsyncIterator[Chunk]:
+        started = time.perf_counter_ns()
+        model = self.catalog.get(p.model)
+        if not p.messages:
+            yield await self._load_or_unload(model, p.options, p.keep_alive_ns)
+            return
+        capabilities = self.catalog.capabilities(model)
+        if "completion" not in capabilities:
+            raise CapabilityMissing(f'"{p.model}" does not support chat')
+        if p.tools and "tools" not in capabilities:
+            raise CapabilityMissing(f"{model.name} does not support tools")
+        messages = []
+        if model.system and p.messages[0].Role != "system":
+            messages.append(Message(Role="system", Content=model.system))
+        messages.extend(Message.from_dict(m) for m in model.messages)
+        messages.extend(p.messages)
+        prompt = self.catalog.template(model).render(Values(messages=messages, tools=p.tools))
+        opts = resolve(model.params, p.options)
+        request = runner_pb2.GenerateRequest(
+            prompt=prompt,
+            num_predict=opts.num_predict,
+            stop=opts.stop,
+            sampling=_sampling_pb(opts),
+            add_bos=True,
+        )
+        async for chunk in self._run(model, opts, p.keep_alive_ns, request, p.request_id, started):
+            yield chunk
+
+    # ------------------------------------------------------------------ shared
+
+    async def _load_or_unload(self, model: StoredModel, options, keep_alive_ns: int | None) -> Chunk:
+        started = time.perf_counter_ns()
+        if keep_alive_ns == 0:
+            await self.scheduler.unload(model.short_name)
+            return Chunk(done=True, done_reason="unload")
+        opts = resolve(model.params, options)
+        load_ns = await self.scheduler.load(model, opts.runner, keep_alive_ns)
+        metrics = Metrics(total_duration_ns=time.perf_counter_ns() - started, load_duration_ns=load_ns)
+        return Chunk(done=True, done_reason="load", metrics=metrics)
+
+    async def _run(self, model, opts: ResolvedOptions, keep_alive_ns, request, request_id: str, started: int):
+        async with self.scheduler.lease(model, opts.runner, keep_alive_ns) as (loaded, load_ns):
+            async for message in loaded.runner.generate(request, request_id):
+                if not message.done:
+                    yield Chunk(text=message.text)
+                    continue
+                if message.text:
+                    yield Chunk(text=message.text)
+                metrics = Metrics(
+                    total_duration_ns=time.perf_counter_ns() - started,
+                    load_duration_ns=load_ns,
+                    prompt_eval_count=message.prompt_eval_count,
+                    prompt_eval_duration_ns=message.prompt_eval_duration_ns,
+                    eval_count=message.eval_count,
+                    eval_duration_ns=message.eval_duration_ns,
+                )
+                yield Chunk(
+                    done=True,
+                    done_reason=_STOP_REASONS.get(message.stop_reason, "stop"),
+                    metrics=metrics,
+                    context=list(message.context),
+                )
+
+    # ------------------------------------------------------------------ embed
+
+    async def embed(self, p: EmbedParams) -> Embeddings:
+        started = time.perf_counter_ns()
+        model = self.catalog.get(p.model)
+        opts = resolve(model.params, p.options)
+        if not p.inputs:
+            load_ns = await self.scheduler.load(model, opts.runner, p.keep_alive_ns)
+            return Embeddings([], Metrics(total_duration_ns=time.perf_counter_ns() - started, load_duration_ns=load_ns))
+        async with self.scheduler.lease(model, opts.runner, p.keep_alive_ns) as (loaded, load_ns):
+            reply = await loaded.runner.embed(
+                runner_pb2.EmbedRequest(input=p.inputs, truncate=p.truncate), p.request_id
+            )
+        vectors = []
+        for pb in reply.vectors:
+            vector = list(pb.values)
+            if not all(math.isfinite(v) for v in vector):
+                raise InvalidRequest("embedding contains NaN or Inf values")
+            if p.normalize:
+                vector = normalize(vector)
+                if 0 < p.dimensions < len(vector):
+                    vector = normalize(vector[: p.dimensions])
+            vectors.append(vector)
+        metrics = Metrics(
+            total_duration_ns=time.perf_counter_ns() - started,
+            load_duration_ns=load_ns,
+            prompt_eval_count=reply.prompt_eval_count,
+        )
+        return Embeddings(vectors, metrics)
+
+
+def _json_object(text: str, what: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        raise InvalidRequest(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{what} must be a JSON object")
+    return value
+
+
+def tools_from_pb(tools) -> list[Tool]:
+    return [
+        Tool.from_dict({
+            "type": t.type or "function",
+            "function": {
+                "name": t.function.name,
+                "description": t.function.description,
+                "parameters": _json_object(t.function.parameters_json, "tool parameters"),
+            },
+        })
+        for t in tools
+    ]
+
+
+def messages_from_pb(messages) -> list[Message]:
+    return [
+        Message.from_dict({
+            "role": m.role,
+            "content": m.content,
+            "thinking": m.thinking,
+            "images": list(m.images),
+            "tool_calls": [
+                {"id": c.id, "function": {"index": c.index, "name": c.name, "arguments": _json_object(c.arguments_json, "tool call arguments")}}
+                for c in m.tool_calls
+            ],
+            "tool_name": m.tool_name,
+            "tool_call_id": m.tool_call_id,
+        })
+        for m in messages
+    ]

@@ -1,0 +1,54 @@
+"""The store as the rest of core sees it: models resolved by name, with their parsed templates.
+
+Parsing a GGUF header (Gemma's holds a 262k-token vocabulary) or a template is done once per
+manifest digest and template text, not once per request.
+"""
+
+from __future__ import annotations
+
+from herd.core.store.store import ModelStore, StoredModel
+from herd.core.templates.prompt import PromptTemplate, load_template
+
+_TEMPLATE_CACHE_SIZE = 64
+
+
+class ModelCatalog:
+    def __init__(self, store: ModelStore):
+        self.store = store
+        self._models: dict[str, StoredModel] = {}  # manifest digest → model
+        self._templates: dict[tuple, PromptTemplate] = {}
+
+    def get(self, name: str) -> StoredModel:
+        """The model called ``name``; raises InvalidModelName or ModelNotFound."""
+        found = self.store.get(name)
+        return self._models.setdefault(found.digest, found)
+
+    def list(self) -> list[StoredModel]:
+        return [self._models.setdefault(m.digest, m) for m in self.store.list_models()]
+
+    def template(self, model: StoredModel, override: str | None = None) -> PromptTemplate:
+        """The model's prompt template: ``override``, its TEMPLATE layer, or its GGUF chat template."""
+        go_source = override if override is not None else model.template
+        jinja_source = bos = eos = ""
+        if go_source is None:
+            meta = model.gguf().metadata
+            jinja_source = meta.get("tokenizer.chat_template") or ""
+            tokens = meta.get("tokenizer.ggml.tokens") or []
+            bos = _token_text(tokens, meta.get("tokenizer.ggml.bos_token_id"))
+            eos = _token_text(tokens, meta.get("tokenizer.ggml.eos_token_id"))
+        key = (go_source, jinja_source, bos, eos)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= _TEMPLATE_CACHE_SIZE:
+                self._templates.pop(next(iter(self._templates)))
+            template = self._templates[key] = load_template(go_source, jinja_source or None, bos, eos)
+        return template
+
+    def capabilities(self, model: StoredModel) -> list[str]:
+        return model.capabilities(self.template(model).variables())
+
+
+def _token_text(tokens: list, token_id) -> str:
+    if isinstance(token_id, int) and 0 <= token_id < len(tokens):
+        return tokens[token_id]
+    return ""

@@ -1,0 +1,543 @@
+"""The decode loop: one llama.cpp context, several sequences advancing together.
+
+This is the only module that imports ``llama_cpp``. One engine thread owns the context; every
+``llama_decode`` carries one token for each sequence that is generating plus prompt chunks of
+sequences being admitted, so a new request never stalls running streams for a whole prompt.
+Callers hand work in with :meth:`Engine.submit` from any thread and receive text through the
+sequence's ``emit`` callback, which the engine calls from its own thread.
+
+The ctypes calls into llama.cpp release the GIL, so the gRPC event loop keeps serving while a
+batch decodes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import llama_cpp  # noqa: I001 - must load before numpy-using modules (see performance.md)
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_GGML_LOG_LEVEL_ERROR = 4
+
+
+@llama_cpp.llama_log_callback
+def _forward_llama_log(level: int, text: bytes, _user_data) -> None:
+    # llama.cpp narrates every load at info level; only its errors are worth a log line.
+    if level == _GGML_LOG_LEVEL_ERROR:
+        log.error("llama_cpp", message=text.decode("utf-8", "replace").strip())
+
+
+def _init_backend() -> None:
+    llama_cpp.llama_log_set(_forward_llama_log, None)
+    llama_cpp.llama_backend_init()
+
+
+class EngineError(Exception):
+    """A request the engine cannot run; the message is safe to show to clients."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to load the model; changing any of these needs a new engine."""
+
+    model_path: str
+    n_ctx: int = 4096  # per sequence
+    n_parallel: int = 4
+    n_batch: int = 512
+    n_threads: int = 0  # 0: one per CPU
+    n_gpu_layers: int = -1  # -1: all when the build can offload, else none
+    main_gpu: int = 0
+    use_mmap: bool = True
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+
+
+class StopReason:
+    STOP = "stop"
+    LENGTH = "length"
+
+
+@dataclass
+class SequenceResult:
+    """The final report of a sequence."""
+
+    stop_reason: str
+    prompt_eval_count: int
+    prompt_eval_duration_ns: int
+    eval_count: int
+    eval_duration_ns: int
+    context: list[int]
+
+
+@dataclass
+class Sequence:
+    """One request in the batch. ``emit(text, result)`` gets text pieces, then the result.
+
+    ``emit`` is called from the engine thread with ``result=None`` for each piece of text and
+    once with the final :class:`SequenceResult` (and any remaining text); it must not block.
+    """
+
+    prompt_tokens: list[int]
+    num_predict: int
+    stop: list[str]
+    sampling: SamplingParams
+    emit: Callable[[str, SequenceResult | None], None]
+    fail: Callable[[str], None]
+    request_id: str = ""
+    cancelled: bool = False
+
+    # Engine-side state.
+    slot: int = -1
+    n_past: int = 0  # tokens of this sequence already in the KV cache
+    pending_token: int = -1  # sampled, not yet decoded
+    generated: list[int] = field(default_factory=list)
+    prompt_eval_count: int = 0
+    sampler: object = None
+    decoder: object = None
+    held_text: str = ""
+    t_admit: float = 0.0
+    t_first: float = 0.0
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Slot:
+    """A KV-cache sequence id and the tokens it holds, reusable as a prompt prefix."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    busy: bool = False
+    last_used: float = 0.0
+
+
+@dataclass
+class _EmbedTask:
+    inputs: list[str]
+    truncate: bool
+    done: Callable[[list[list[float]] | None, int, str | None], None]
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def hold_back_length(text: str, stops: list[str]) -> int:
+    """Length of the longest tail of ``text`` that could be the start of a stop sequence."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
+
+
+class Engine:
+    """Owns one model and context; one per runner process."""
+
+    def __init__(self, config: EngineConfig):
+        _init_backend()
+        self.config = config
+        self._cond = threading.Condition()
+        self._waiting: deque[Sequence] = deque()
+        self._embed_tasks: deque[_EmbedTask] = deque()
+        self._active: list[Sequence] = []
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.load_duration_ns = 0
+        self._embed_ctx = None
+        self._load()
+
+    # ---------------------------------------------------------------- loading
+
+    def _load(self) -> None:
+        cfg = self.config
+        started = time.perf_counter_ns()
+        mparams = llama_cpp.llama_model_default_params()
+        gpu_layers = cfg.n_gpu_layers
+        if gpu_layers < 0:
+            gpu_layers = 999 if llama_cpp.llama_supports_gpu_offload() else 0
+        mparams.n_gpu_layers = gpu_layers
+        mparams.main_gpu = cfg.main_gpu
+        mparams.load_mode = llama_cpp.LLAMA_LOAD_MODE_MMAP if cfg.use_mmap else llama_cpp.LLAMA_LOAD_MODE_NONE
+        model = llama_cpp.llama_model_load_from_file(cfg.model_path.encode(), mparams)
+        if not model:
+            raise EngineError("unable to load model")
+        self.model = model
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        self.n_embd = llama_cpp.llama_model_n_embd(model)
+        self.n_threads = cfg.n_threads or os.cpu_count() or 1
+        self.n_ctx_seq = max(16, cfg.n_ctx)
+        self.n_parallel = max(1, cfg.n_parallel)
+
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = self.n_ctx_seq * self.n_parallel
+        cparams.n_batch = cfg.n_batch
+        cparams.n_ubatch = min(cfg.n_batch, 512)
+        cparams.n_seq_max = self.n_parallel
+        cparams.n_threads = self.n_threads
+        cparams.n_threads_batch = self.n_threads
+        cparams.kv_unified = True
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+        if not ctx:
+            llama_cpp.llama_model_free(model)
+            raise EngineError("unable to create a context for the model")
+        self.ctx = ctx
+        self.mem = llama_cpp.llama_get_memory(ctx)
+        self.n_batch = cfg.n_batch
+        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        self._slots = [_Slot(seq_id=i) for i in range(self.n_parallel)]
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.memory_bytes = int(llama_cpp.llama_model_size(model)) + int(llama_cpp.llama_state_get_size(ctx))
+        self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
+        self.load_duration_ns = time.perf_counter_ns() - started
+        self._piece_buf = ctypes.create_string_buffer(256)
+        log.info(
+            "engine_loaded",
+            n_ctx=self.n_ctx_seq,
+            n_parallel=self.n_parallel,
+            n_threads=self.n_threads,
+            gpu_layers=gpu_layers,
+            load_ns=self.load_duration_ns,
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="herd-engine", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        llama_cpp.llama_batch_free(self._batch)
+        for slot in self._slots:
+            slot.tokens.clear()
+        if self._embed_ctx:
+            llama_cpp.llama_free(self._embed_ctx)
+        llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)
+
+    # ---------------------------------------------------------------- tokens
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_bos, True)
+        if n < 0:
+            capacity = -n
+            buf = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_bos, True)
+        return list(buf[:n])
+
+    def _piece(self, token: int) -> bytes:
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    # ---------------------------------------------------------------- requests
+
+    def submit(self, seq: Sequence) -> None:
+        if not seq.prompt_tokens:
+            raise EngineError("prompt is empty")
+        with self._cond:
+            if self._closing:
+                raise EngineError("runner is shutting down")
+            self._waiting.append(seq)
+            self._cond.notify()
+
+    def submit_embed(self, task: _EmbedTask) -> None:
+        with self._cond:
+            self._embed_tasks.append(task)
+            self._cond.notify()
+
+    def embed_task(self, inputs, truncate, done) -> _EmbedTask:
+        return _EmbedTask(inputs=list(inputs), truncate=truncate, done=done)
+
+    # ---------------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._closing or self._waiting or self._active or self._embed_tasks):
+                    self._cond.wait()
+                if self._closing:
+                    break
+                self._admit_locked()
+                embed_task = self._embed_tasks.popleft() if self._embed_tasks and not self._active else None
+            if embed_task is not None:
+                self._run_embed(embed_task)
+                continue
+            try:
+                self._step()
+            except Exception as exc:  # a failed decode fails the batch, not the runner
+                log.exception("decode_failed")
+                for seq in self._active:
+                    self._release(seq)
+                    seq.fail("llama.cpp decode failed")
+                self._active.clear()
+                del exc
+        for seq in self._active + list(self._waiting):
+            seq.fail("runner is shutting down")
+
+    def _admit_locked(self) -> None:
+        """Moves waiting sequences into free slots, reusing the longest cached prefix."""
+        while self._waiting:
+            free = [s for s in self._slots if not s.busy]
+            if not free:
+                return
+            seq = self._waiting.popleft()
+            if seq.cancelled:
+                continue
+            slot = max(free, key=lambda s: (common_prefix_length(s.tokens, seq.prompt_tokens), -s.last_used))
+            keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
+            keep = min(keep, len(seq.prompt_tokens) - 1)  # the last prompt token must be decoded for logits
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, keep, -1)
+            del slot.tokens[keep:]
+            slot.busy = True
+            seq.slot = slot.seq_id
+            seq.n_past = keep
+            seq.prompt_eval_count = len(seq.prompt_tokens) - keep
+            seq.sampler = self._make_sampler(seq.sampling)
+            seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            seq.t_admit = time.perf_counter_ns()
+            self._active.append(seq)
+
+    def _make_sampler(self, p: SamplingParams):
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        add = llama_cpp.llama_sampler_chain_add
+        if p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0:
+            last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
+            add(chain, llama_cpp.llama_sampler_init_penalties(
+                last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
+        if p.temperature <= 0:
+            add(chain, llama_cpp.llama_sampler_init_greedy())
+            return chain
+        if p.top_k > 0:
+            add(chain, llama_cpp.llama_sampler_init_top_k(p.top_k))
+        if 0 < p.typical_p < 1.0:
+            add(chain, llama_cpp.llama_sampler_init_typical(p.typical_p, 1))
+        if 0 < p.top_p < 1.0:
+            add(chain, llama_cpp.llama_sampler_init_top_p(p.top_p, 1))
+        if p.min_p > 0:
+            add(chain, llama_cpp.llama_sampler_init_min_p(p.min_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(p.temperature))
+        seed = llama_cpp.LLAMA_DEFAULT_SEED if p.seed < 0 else p.seed & 0xFFFFFFFF
+        add(chain, llama_cpp.llama_sampler_init_dist(seed))
+        return chain
+
+    def _step(self) -> None:
+        # Sequences cancelled by their caller leave before the batch is built.
+        for seq in [s for s in self._active if s.cancelled]:
+            self._active.remove(seq)
+            self._release(seq)
+        if not self._active:
+            return
+        batch = self._batch
+        n = 0
+        outputs: list[tuple[Sequence, int]] = []
+        # Decode tokens first: every generating sequence advances one token per step.
+        for seq in self._active:
+            if seq.pending_token >= 0:
+                self._put(batch, n, seq.pending_token, seq.n_past, seq.slot, True)
+                outputs.append((seq, n))
+                n += 1
+        # Then prompt chunks, in admission order, within what is left of the batch.
+        prefilled: list[tuple[Sequence, int]] = []
+        for seq in self._active:
+            if seq.pending_token >= 0 or n >= self.n_batch:
+                continue
+            remaining = seq.prompt_tokens[seq.n_past:]
+            take = remaining[: self.n_batch - n]
+            for i, tok in enumerate(take):
+                last = seq.n_past + i == len(seq.prompt_tokens) - 1
+                self._put(batch, n, tok, seq.n_past + i, seq.slot, last)
+                if last:
+                    outputs.append((seq, n))
+                n += 1
+            prefilled.append((seq, len(take)))
+        batch.n_tokens = n
+        rc = llama_cpp.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise EngineError(f"llama_decode returned {rc}")
+        now = time.perf_counter_ns()
+        for seq, count in prefilled:
+            slot = self._slots[seq.slot]
+            slot.tokens.extend(seq.prompt_tokens[seq.n_past: seq.n_past + count])
+            seq.n_past += count
+        for seq, index in outputs:
+            if seq.pending_token >= 0:  # that token is now in the cache
+                self._slots[seq.slot].tokens.append(seq.pending_token)
+                seq.n_past += 1
+            else:
+                seq.t_first = now
+            token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, index)
+            self._advance(seq, token, now)
+
+    @staticmethod
+    def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq_id
+        batch.logits[i] = logits
+
+    def _advance(self, seq: Sequence, token: int, now: int) -> None:
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            self._finish(seq, StopReason.STOP, now, seq.held_text)
+            return
+        seq.generated.append(token)
+        text = seq.held_text + seq.decoder.decode(self._piece(token))
+        if seq.stop:
+            for stop in seq.stop:
+                at = text.find(stop)
+                if at >= 0:
+                    self._finish(seq, StopReason.STOP, now, text[:at])
+                    return
+            held = hold_back_length(text, seq.stop)
+        else:
+            held = 0
+        # A partial UTF-8 character stays inside the incremental decoder until complete.
+        emit_text, seq.held_text = (text[: len(text) - held], text[len(text) - held:]) if held else (text, "")
+        if len(seq.generated) >= seq.num_predict >= 0 or seq.n_past + 1 >= self.n_ctx_seq:
+            self._finish(seq, StopReason.LENGTH, now, emit_text + seq.held_text)
+            return
+        seq.pending_token = token
+        if emit_text:
+            seq.emit(emit_text, None)
+
+    def _finish(self, seq: Sequence, reason: str, now: int, text: str) -> None:
+        """Ends a sequence; ``text`` is everything not yet emitted that belongs to the output."""
+        self._active.remove(seq)
+        tail = seq.decoder.decode(b"", final=True) if reason == StopReason.LENGTH else ""
+        result = SequenceResult(
+            stop_reason=reason,
+            prompt_eval_count=seq.prompt_eval_count,
+            prompt_eval_duration_ns=max(0, seq.t_first - seq.t_admit),
+            eval_count=len(seq.generated),
+            eval_duration_ns=max(0, now - seq.t_first),
+            context=seq.prompt_tokens + seq.generated,
+        )
+        self._release(seq)
+        seq.emit(text + tail, result)
+
+    def _release(self, seq: Sequence) -> None:
+        slot = self._slots[seq.slot]
+        slot.busy = False
+        slot.last_used = time.monotonic()
+        if seq.sampler is not None:
+            llama_cpp.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+
+    # ---------------------------------------------------------------- embeddings
+
+    def _embedding_context(self):
+        if self._embed_ctx is None:
+            cparams = llama_cpp.llama_context_default_params()
+            cparams.n_ctx = self.n_ctx_seq
+            cparams.n_batch = self.n_ctx_seq
+            cparams.n_ubatch = self.n_ctx_seq
+            cparams.n_seq_max = min(64, llama_cpp.llama_max_parallel_sequences())
+            cparams.n_threads = self.n_threads
+            cparams.n_threads_batch = self.n_threads
+            cparams.embeddings = True
+            cparams.kv_unified = True
+            cparams.no_perf = True
+            if cparams.pooling_type == llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED:
+                cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            ctx = llama_cpp.llama_init_from_model(self.model, cparams)
+            if not ctx:
+                raise EngineError("unable to create an embedding context")
+            self._embed_ctx = ctx
+            self._embed_seq_max = cparams.n_seq_max
+        return self._embed_ctx
+
+    def _run_embed(self, task: _EmbedTask) -> None:
+        try:
+            vectors, count = self._embed(task.inputs, task.truncate)
+        except EngineError as exc:
+            task.done(None, 0, str(exc))
+        except Exception:
+            log.exception("embed_failed")
+            task.done(None, 0, "llama.cpp embedding failed")
+        else:
+            task.done(vectors, count, None)
+
+    def _embed(self, inputs: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        ctx = self._embedding_context()
+        limit = self.n_ctx_seq
+        tokenized = []
+        for text in inputs:
+            tokens = self.tokenize(text, self.add_bos)
+            if len(tokens) > limit:
+                if not truncate:
+                    raise EngineError("the input length exceeds the context length")
+                tokens = tokens[:limit]
+            tokenized.append(tokens or [llama_cpp.llama_vocab_bos(self.vocab)])
+        mem = llama_cpp.llama_get_memory(ctx)
+        batch = llama_cpp.llama_batch_init(limit, 0, 1)
+        vectors: list[list[float]] = [[] for _ in inputs]
+        try:
+            start = 0
+            while start < len(tokenized):
+                # Fill one decode with as many whole inputs as fit.
+                group = []
+                used = 0
+                while (start + len(group) < len(tokenized) and len(group) < self._embed_seq_max
+                       and used + len(tokenized[start + len(group)]) <= limit):
+                    used += len(tokenized[start + len(group)])
+                    group.append(start + len(group))
+                llama_cpp.llama_memory_clear(mem, True)
+                n = 0
+                for seq_id, index in enumerate(group):
+                    for pos, tok in enumerate(tokenized[index]):
+                        self._put(batch, n, tok, pos, seq_id, True)
+                        n += 1
+                batch.n_tokens = n
+                rc = llama_cpp.llama_decode(ctx, batch)
+                if rc != 0:
+                    raise EngineError(f"llama_decode returned {rc}")
+                for seq_id, index in enumerate(group):
+                    ptr = llama_cpp.llama_get_embeddings_seq(ctx, seq_id)
+                    if not ptr:
+                        raise EngineError("the model returned no embedding")
+                    vectors[index] = ptr[: self.n_embd]
+                start += len(group)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        return vectors, sum(len(t) for t in tokenized)

@@ -1,0 +1,208 @@
+"""The runner process: one model in an :class:`Engine`, served as ``herd.runner.v1.Runner``.
+
+Started by core (``python -m herd.core.runner.service --socket … --model …``) and reached over a
+unix socket. The engine thread hands text to the event loop with ``call_soon_threadsafe``; each
+gRPC message carries all the text that piled up since the last one, so a slow reader costs one
+message per batch of tokens, not one per token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+import grpc
+import structlog
+
+from herd.core.runner.engine import Engine, EngineConfig, EngineError, SamplingParams, Sequence, SequenceResult
+from herd.logs import configure_logging, request_id_from_metadata
+from herd.runner.v1 import runner_pb2, runner_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+_STOP_REASONS = {"stop": runner_pb2.STOP_REASON_STOP, "length": runner_pb2.STOP_REASON_LENGTH}
+
+
+def sampling_from_pb(pb: runner_pb2.Sampling) -> SamplingParams:
+    return SamplingParams(
+        temperature=pb.temperature,
+        top_k=pb.top_k,
+        top_p=pb.top_p,
+        min_p=pb.min_p,
+        typical_p=pb.typical_p,
+        repeat_last_n=pb.repeat_last_n,
+        repeat_penalty=pb.repeat_penalty,
+        presence_penalty=pb.presence_penalty,
+        frequency_penalty=pb.frequency_penalty,
+        seed=pb.seed,
+    )
+
+
+def fit_prompt(tokens: list[int], n_ctx: int, num_keep: int = 4) -> list[int]:
+    """Cuts a prompt that would not leave room to generate, keeping its start and its end.
+
+    As llama.cpp's context shift does, the first ``num_keep`` tokens stay and half the window
+    is kept from the end, so the model still sees the instructions and the latest turn.
+    """
+    if len(tokens) < n_ctx:
+        return tokens
+    keep_head = min(num_keep, n_ctx // 4)
+    keep_tail = n_ctx // 2 - keep_head
+    return tokens[:keep_head] + tokens[-keep_tail:]
+
+
+class RunnerService(runner_pb2_grpc.RunnerServicer):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    async def Info(self, request, context):
+        e = self.engine
+        return runner_pb2.InfoResponse(
+            n_ctx=e.n_ctx_seq,
+            n_ctx_train=e.n_ctx_train,
+            n_parallel=e.n_parallel,
+            n_embd=e.n_embd,
+            memory_bytes=e.memory_bytes,
+            vram_bytes=e.vram_bytes,
+            load_duration_ns=e.load_duration_ns,
+        )
+
+    async def Generate(self, request: runner_pb2.GenerateRequest, context):
+        request_id = request_id_from_metadata(context.invocation_metadata())
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        def emit(text: str, result: SequenceResult | None) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, (text, result, None))
+
+        def fail(message: str) -> None:
+            loop.call_soon_threadsafe(inbox.put_nowait, ("", None, message))
+
+        tokens = list(request.prefix_tokens) + self.engine.tokenize(request.prompt, request.add_bos and self.engine.add_bos)
+        if not tokens:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty")
+        tokens = fit_prompt(tokens, self.engine.n_ctx_seq)
+        seq = Sequence(
+            prompt_tokens=tokens,
+            num_predict=request.num_predict,
+            stop=list(request.stop),
+            sampling=sampling_from_pb(request.sampling),
+            emit=emit,
+            fail=fail,
+            request_id=request_id,
+        )
+        try:
+            self.engine.submit(seq)
+        except EngineError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        try:
+            while True:
+                text, result, error = await inbox.get()
+                # Coalesce whatever else is already waiting into this one message.
+                while result is None and error is None and not inbox.empty():
+                    more, result, error = inbox.get_nowait()
+                    text += more
+                if error is not None:
+                    await context.abort(grpc.StatusCode.INTERNAL, error)
+                if result is None:
+                    yield runner_pb2.GenerateResponse(text=text)
+                    continue
+                log.info(
+                    "sequence_done",
+                    request_id=request_id,
+                    stop_reason=result.stop_reason,
+                    prompt_eval_count=result.prompt_eval_count,
+                    eval_count=result.eval_count,
+                    eval_ns=result.eval_duration_ns,
+                )
+                yield runner_pb2.GenerateResponse(
+                    text=text,
+                    done=True,
+                    stop_reason=_STOP_REASONS[result.stop_reason],
+                    prompt_eval_count=result.prompt_eval_count,
+                    prompt_eval_duration_ns=result.prompt_eval_duration_ns,
+                    eval_count=result.eval_count,
+                    eval_duration_ns=result.eval_duration_ns,
+                    context=result.context if request.return_context else (),
+                )
+                return
+        finally:
+            # Cancelled or finished: either way the sequence leaves the batch at the next step.
+            seq.cancel()
+
+    async def Embed(self, request: runner_pb2.EmbedRequest, context):
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future = loop.create_future()
+
+        def done(vectors, count, error):
+            loop.call_soon_threadsafe(answer.set_result, (vectors, count, error))
+
+        self.engine.submit_embed(self.engine.embed_task(request.input, request.truncate, done))
+        vectors, count, error = await answer
+        if error is not None:
+            code = grpc.StatusCode.INVALID_ARGUMENT if "exceeds the context" in error else grpc.StatusCode.INTERNAL
+            await context.abort(code, error)
+        return runner_pb2.EmbedResponse(
+            vectors=[runner_pb2.Vector(values=v) for v in vectors], prompt_eval_count=count
+        )
+
+
+async def serve(socket_path: str, config: EngineConfig) -> None:
+    try:
+        engine = Engine(config)
+    except EngineError as exc:
+        log.error("runner_load_failed", error=str(exc))
+        sys.exit(3)
+    engine.start()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+    runner_pb2_grpc.add_RunnerServicer_to_server(RunnerService(engine), server)
+    server.add_insecure_port(f"unix://{socket_path}")
+    await server.start()
+    log.info("runner_serving")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Core owns this process: when core dies, the pipe on stdin closes and the runner exits.
+    def on_stdin() -> None:
+        if not os.read(sys.stdin.fileno(), 1024):
+            loop.remove_reader(sys.stdin.fileno())
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), on_stdin)
+    await stop.wait()
+    await server.stop(grace=1)
+    engine.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="herd-runner")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--gpu-layers", type=int, default=-1)
+    parser.add_argument("--main-gpu", type=int, default=0)
+    parser.add_argument("--no-mmap", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging("runner")
+    config = EngineConfig(
+        model_path=args.model,
+        n_ctx=args.ctx,
+        n_parallel=args.parallel,
+        n_batch=args.batch,
+        n_threads=args.threads,
+        n_gpu_layers=args.gpu_layers,
+        main_gpu=args.main_gpu,
+        use_mmap=not args.no_mmap,
+    )
+    asyncio.run(serve(args.socket, config))
+
+
+if __name__ == "__main__":
+    main()

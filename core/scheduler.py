@@ -1,0 +1,156 @@
+"""Which models are loaded, for how long, and who is using them.
+
+One runner per model. A request leases the runner for its duration; when the last lease ends,
+the model's ``keep_alive`` starts counting (0 unloads at once, negative never). A request whose
+runner options differ from the loaded runner's waits for the runner to drain, then reloads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import AsyncIterator, Awaitable, Callable
+
+import structlog
+
+from herd.core.options import RunnerOptions
+from herd.core.runner.process import Runner, RunnerSpec
+from herd.core.settings import DEFAULT_NUM_CTX, CoreSettings
+from herd.core.store.store import StoredModel
+
+log = structlog.get_logger(__name__)
+
+RunnerFactory = Callable[[RunnerSpec], Awaitable[Runner]]
+# Concurrent sequences per runner when OLLAMA_NUM_PARALLEL is not set.
+DEFAULT_NUM_PARALLEL = 4
+
+
+@dataclass
+class LoadedModel:
+    model: StoredModel
+    runner: Runner
+    keep_alive_ns: int
+    leases: int = 0
+    expires_at: datetime | None = None  # None: never
+    expiry: asyncio.TimerHandle | None = None
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def context_length(self) -> int:
+        return self.runner.info.n_ctx
+
+
+class Scheduler:
+    def __init__(self, runner_factory: RunnerFactory, settings: CoreSettings):
+        self._start_runner = runner_factory
+        self._settings = settings
+        self._loaded: dict[str, LoadedModel] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def runner_spec(self, model: StoredModel, options: RunnerOptions) -> RunnerSpec:
+        num_ctx = options.num_ctx or self._settings.context_length or DEFAULT_NUM_CTX
+        if model.context_length:
+            num_ctx = min(num_ctx, model.context_length)
+        return RunnerSpec(
+            model_path=model.model_path,
+            options=replace(options, num_ctx=num_ctx),
+            n_parallel=self._settings.num_parallel or DEFAULT_NUM_PARALLEL,
+        )
+
+    @asynccontextmanager
+    async def lease(self, model: StoredModel, options: RunnerOptions, keep_alive_ns: int | None) -> AsyncIterator[tuple[LoadedModel, int]]:
+        """Holds a loaded runner for ``model``; yields it with the nanoseconds spent loading."""
+        loaded, load_ns = await self._acquire(model, options, keep_alive_ns)
+        try:
+            yield loaded, load_ns
+        finally:
+            self._release(loaded)
+
+    async def load(self, model: StoredModel, options: RunnerOptions, keep_alive_ns: int | None) -> int:
+        """Loads ``model`` (if needed) and starts its keep-alive; returns the load time in ns."""
+        async with self.lease(model, options, keep_alive_ns) as (_, load_ns):
+            return load_ns
+
+    async def _acquire(self, model: StoredModel, options: RunnerOptions, keep_alive_ns: int | None):
+        started = time.perf_counter_ns()
+        keep_alive = self._settings.keep_alive_ns if keep_alive_ns is None else keep_alive_ns
+        spec = self.runner_spec(model, options)
+        key = model.short_name
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            loaded = self._loaded.get(key)
+            if loaded is not None and (loaded.runner.spec != spec or not loaded.runner.alive or loaded.model.digest != model.digest):
+                # Different options or a dead runner: wait for in-flight requests, then reload.
+                if loaded.leases:
+                    await loaded.drained.wait()
+                await self._stop(key)
+                loaded = None
+            if loaded is None:
+                runner = await self._start_runner(spec)
+                loaded = LoadedModel(model=model, runner=runner, keep_alive_ns=keep_alive)
+                self._loaded[key] = loaded
+                log.info("model_loaded", model=key, load_ns=time.perf_counter_ns() - started)
+            loaded.keep_alive_ns = keep_alive
+            loaded.leases += 1
+            loaded.drained.clear()
+            if loaded.expiry is not None:
+                loaded.expiry.cancel()
+                loaded.expiry = None
+        return loaded, time.perf_counter_ns() - started
+
+    def _release(self, loaded: LoadedModel) -> None:
+        loaded.leases -= 1
+        if loaded.leases:
+            return
+        loaded.drained.set()
+        key = loaded.model.short_name
+        if self._loaded.get(key) is not loaded:
+            return
+        if loaded.keep_alive_ns == 0 or not loaded.runner.alive:
+            asyncio.get_running_loop().create_task(self.unload(key))
+        elif loaded.keep_alive_ns > 0:
+            delay = loaded.keep_alive_ns / 1e9
+            loaded.expires_at = datetime.now(timezone.utc) + timedelta(seconds=delay)
+            loaded.expiry = asyncio.get_running_loop().call_later(
+                delay, lambda: asyncio.get_running_loop().create_task(self.unload(key, only_if_idle=True))
+            )
+        else:
+            loaded.expires_at = None
+
+    async def unload(self, key: str, only_if_idle: bool = False) -> bool:
+        """Stops the runner of model ``key`` once its requests finish; False if it was not loaded."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            loaded = self._loaded.get(key)
+            if loaded is None or (only_if_idle and loaded.leases):
+                return False
+            if loaded.leases:
+                await loaded.drained.wait()
+            await self._stop(key)
+            return True
+
+    async def _stop(self, key: str) -> None:
+        loaded = self._loaded.pop(key)
+        if loaded.expiry is not None:
+            loaded.expiry.cancel()
+        await loaded.runner.stop()
+        log.info("model_unloaded", model=key)
+
+    def running(self) -> list[LoadedModel]:
+        """Loaded models, longest time remaining first (never-expiring ones first)."""
+        now = datetime.now(timezone.utc)
+        for loaded in self._loaded.values():
+            if loaded.leases and loaded.keep_alive_ns > 0:
+                loaded.expires_at = now + timedelta(seconds=loaded.keep_alive_ns / 1e9)
+            elif loaded.leases and loaded.keep_alive_ns < 0:
+                loaded.expires_at = None
+        far = datetime.max.replace(tzinfo=timezone.utc)
+        return sorted(self._loaded.values(), key=lambda m: m.expires_at or far, reverse=True)
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._loaded
+
+    async def close(self) -> None:
+        for key in list(self._loaded):
+            await self._stop(key)

@@ -1,0 +1,93 @@
+"""The core process: herd.v1 services on grpc.aio, with health checking and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from functools import partial
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from herd.core.inference import Inference
+from herd.core.models import ModelCatalog
+from herd.core.runner.process import start_runner
+from herd.core.scheduler import Scheduler
+from herd.core.servicers import InferenceServicer, ModelsServicer
+from herd.core.settings import CoreSettings
+from herd.core.store.bundled import import_bundled_models
+from herd.core.store.store import ModelStore
+from herd.logs import configure_logging
+from herd.v1 import inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+SERVICE_NAMES = (
+    inference_pb2.DESCRIPTOR.services_by_name["Inference"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+)
+
+
+class CoreServer:
+    """Owns the store, the scheduler and the gRPC server of one core process."""
+
+    def __init__(self, settings: CoreSettings):
+        self.settings = settings
+        self.store = ModelStore(settings.models_dir)
+        self.catalog = ModelCatalog(self.store)
+        runner_factory = partial(
+            start_runner, load_timeout_s=settings.load_timeout_ns / 1e9, runtime_dir=settings.runtime_dir
+        )
+        self.scheduler = Scheduler(runner_factory, settings)
+        self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+
+    async def start(self) -> None:
+        if self.settings.import_bundled and self.store.is_empty():
+            imported = await asyncio.to_thread(import_bundled_models, self.store)
+            log.info("bundled_models_imported", models=imported)
+        inference_pb2_grpc.add_InferenceServicer_to_server(
+            InferenceServicer(Inference(self.catalog, self.scheduler)), self.server
+        )
+        models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.catalog, self.scheduler), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self.server,
+        )
+        self.port = self.server.add_insecure_port(self.settings.grpc_address)
+        if not self.port:
+            raise SystemExit(f"cannot listen on {self.settings.grpc_address}")
+        await self.server.start()
+        for name in (*SERVICE_NAMES, ""):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("core_serving", address=self.settings.grpc_address, port=self.port)
+
+    async def stop(self) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace=2)
+        await self.scheduler.close()
+
+
+async def serve(settings: CoreSettings) -> None:
+    core = CoreServer(settings)
+    await core.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("core_stopping")
+    await core.stop()
+
+
+def main() -> None:
+    configure_logging("core")
+    asyncio.run(serve(CoreSettings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

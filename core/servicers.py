@@ -1,0 +1,188 @@
+"""gRPC servicers for herd.v1: proto in, domain call, proto out. No decisions here."""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import datetime
+
+import grpc
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from herd.core.errors import status_for
+from herd.core.inference import ChatParams, EmbedParams, GenerateParams, Inference
+from herd.core.models import ModelCatalog
+from herd.core.options import resolve
+from herd.core.scheduler import Scheduler
+from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, render_modelfile
+from herd.core.store.names import ModelName
+from herd.core.store.store import ModelNotFound, StoredModel
+from herd.logs import request_id_from_metadata
+from herd.v1 import common_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+
+def _bind_request(context) -> str:
+    request_id = request_id_from_metadata(context.invocation_metadata())
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id
+
+
+async def _abort(context, exc: Exception):
+    code, message = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL and message == "internal error":
+        log.exception("request_failed")
+    else:
+        log.info("request_rejected", code=code.name, error=message)
+    await context.abort(code, message)
+
+
+def unary(method):
+    """Maps domain errors of a unary RPC to statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        _bind_request(context)
+        try:
+            return await method(self, request, context)
+        except Exception as exc:  # every failure leaves as a status, never a traceback
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(context, exc)
+
+    return wrapper
+
+
+def streaming(method):
+    """Maps domain errors of a server-streaming RPC to statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context):
+        _bind_request(context)
+        try:
+            async for message in method(self, request, context):
+                yield message
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                raise
+            await _abort(context, exc)
+
+    return wrapper
+
+
+class InferenceServicer(inference_pb2_grpc.InferenceServicer):
+    def __init__(self, inference: Inference):
+        self.inference = inference
+
+    @streaming
+    async def Generate(self, request, context):
+        params = GenerateParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
+        async for chunk in self.inference.generate(params):
+            yield chunk.to_generate_pb(request.model)
+
+    @streaming
+    async def Chat(self, request, context):
+        params = ChatParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
+        async for chunk in self.inference.chat(params):
+            yield chunk.to_chat_pb(request.model)
+
+    @unary
+    async def Embed(self, request, context):
+        params = EmbedParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
+        embeddings = await self.inference.embed(params)
+        return embeddings.to_pb(request.model)
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def _details_pb(model: StoredModel) -> common_pb2.ModelDetails:
+    d = model.details()
+    return common_pb2.ModelDetails(
+        parent_model=d.parent_model,
+        format=d.format,
+        family=d.family,
+        families=d.families,
+        parameter_size=d.parameter_size,
+        quantization_level=d.quantization_level,
+    )
+
+
+class ModelsServicer(models_pb2_grpc.ModelsServicer):
+    def __init__(self, catalog: ModelCatalog, scheduler: Scheduler):
+        self.catalog = catalog
+        self.scheduler = scheduler
+
+    @unary
+    async def List(self, request, context):
+        return models_pb2.ListModelsResponse(models=[
+            models_pb2.ModelSummary(
+                name=m.short_name,
+                modified_at=_timestamp(m.modified_at),
+                size=m.size,
+                digest=m.digest,
+                details=_details_pb(m),
+            )
+            for m in self.catalog.list()
+        ])
+
+    @unary
+    async def Show(self, request, context):
+        try:
+            model = self.catalog.get(request.model)
+        except ModelNotFound:
+            # Show names the normalised model, as Ollama does.
+            raise ModelNotFound(ModelName.parse(request.model).display_shortest()) from None
+        system = request.system if request.HasField("system") else None
+        extra = {d.name: (list(v.values) if d.name == "stop" else v) for d, v in request.options.ListFields()}
+        params = {**model.params, **extra}
+        resolve(params, None)  # the same validation as a request's options
+        return models_pb2.ShowModelResponse(
+            name=model.short_name,
+            license="\n".join(model.license),
+            modelfile=render_modelfile(model, system_override=system, extra_params=extra),
+            parameters=format_parameters(params),
+            template=model.template or DEFAULT_TEMPLATE,
+            system=system if system is not None else (model.system or ""),
+            details=_details_pb(model),
+            messages=[models_pb2.ModelMessage(role=m.get("role", ""), content=m.get("content", "")) for m in model.messages],
+            model_info_json=json.dumps(model.model_info(verbose=request.verbose)),
+            capabilities=self.catalog.capabilities(model),
+            modified_at=_timestamp(model.modified_at),
+        )
+
+    @unary
+    async def ListRunning(self, request, context):
+        running = []
+        for loaded in self.scheduler.running():
+            pb = models_pb2.RunningModel(
+                name=loaded.model.short_name,
+                size=loaded.runner.info.memory_bytes,
+                size_vram=loaded.runner.info.vram_bytes,
+                digest=loaded.model.digest,
+                details=_details_pb(loaded.model),
+                context_length=loaded.context_length,
+            )
+            if loaded.expires_at is not None:
+                pb.expires_at.FromDatetime(loaded.expires_at)
+            running.append(pb)
+        return models_pb2.ListRunningResponse(models=running)
+
+    @unary
+    async def Load(self, request, context):
+        model = self.catalog.get(request.model)
+        opts = resolve(model.params, request.options)
+        keep_alive = request.keep_alive_ns if request.HasField("keep_alive_ns") else None
+        load_ns = await self.scheduler.load(model, opts.runner, keep_alive)
+        return models_pb2.LoadModelResponse(model=model.short_name, load_duration_ns=load_ns)
+
+    @unary
+    async def Unload(self, request, context):
+        model = self.catalog.get(request.model)
+        await self.scheduler.unload(model.short_name)
+        return models_pb2.UnloadModelResponse()

@@ -1,0 +1,49 @@
+"""Core's settings, read once from Ollama's environment variables and herd's own."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from herd.durations import parse_env_duration
+
+DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
+DEFAULT_NUM_CTX = 4096
+DEFAULT_LOAD_TIMEOUT_NS = 5 * 60 * 1_000_000_000
+
+
+def _env(environ, name: str) -> str:
+    # Ollama strips surrounding quotes and spaces from every value.
+    return environ.get(name, "").strip().strip("\"'").strip()
+
+
+@dataclass(frozen=True)
+class CoreSettings:
+    grpc_address: str = "127.0.0.1:50051"
+    models_dir: Path = Path.home() / ".herd" / "models"
+    keep_alive_ns: int = DEFAULT_KEEP_ALIVE_NS
+    context_length: int = 0  # 0: DEFAULT_NUM_CTX, capped by the model's training context
+    num_parallel: int = 0  # 0: chosen per model
+    load_timeout_ns: int = DEFAULT_LOAD_TIMEOUT_NS
+    runtime_dir: Path | None = None  # where runner sockets live; None: a fresh temp dir
+    import_bundled: bool = True
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "CoreSettings":
+        values = {}
+        if host := _env(environ, "HERD_GRPC_HOST"):
+            values["grpc_address"] = host
+        if models := _env(environ, "OLLAMA_MODELS"):
+            values["models_dir"] = Path(models).expanduser()
+        if keep := _env(environ, "OLLAMA_KEEP_ALIVE"):
+            values["keep_alive_ns"] = parse_env_duration(keep, DEFAULT_KEEP_ALIVE_NS)
+        if ctx := _env(environ, "OLLAMA_CONTEXT_LENGTH"):
+            values["context_length"] = max(0, int(ctx))
+        if parallel := _env(environ, "OLLAMA_NUM_PARALLEL"):
+            values["num_parallel"] = max(0, int(parallel))
+        if timeout := _env(environ, "OLLAMA_LOAD_TIMEOUT"):
+            values["load_timeout_ns"] = parse_env_duration(timeout, DEFAULT_LOAD_TIMEOUT_NS)
+        if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
+            values["import_bundled"] = False
+        return cls(**values)

@@ -1,0 +1,133 @@
+"""The Sanic app: listeners that own the gRPC channel, request ids, Ollama's router conventions.
+
+``python -m herd.rest.app`` (what ``herd gateway`` runs) serves it in one process on
+``OLLAMA_HOST``, talking to core at ``HERD_GRPC_HOST``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import grpc
+import structlog
+from sanic import Request, Sanic
+from sanic.exceptions import MethodNotAllowed, NotFound, SanicException
+from sanic.response import HTTPResponse
+
+from herd.logs import configure_logging
+from herd.rest.errors import ApiError, error_response, json_response
+from herd.rest.ollama.routes import create_blueprint
+from herd.rest.request_id import REQUEST_ID_HEADER, request_id_for
+from herd.rest.settings import GatewaySettings
+from herd.v1 import inference_pb2_grpc, models_pb2_grpc
+
+log = structlog.get_logger(__name__)
+
+APP_NAME = "herd_gateway"
+
+# Gin's own router answers, byte for byte, with Go's bare text/plain.
+_GO_TEXT = "text/plain"
+_UTF8_TEXT = "text/plain; charset=utf-8"
+
+_CHANNEL_OPTIONS = (
+    # Verbose show (a vocabulary in model_info) and batches of embeddings outgrow gRPC's 4 MiB.
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+)
+
+# Sanic answers 503 when a handler has been silent this long; loading a model and a
+# non-streaming generation may take minutes, and Ollama has no such limit.
+_RESPONSE_TIMEOUT_S = 24 * 3600
+
+
+async def _open_channel(app: Sanic, settings: GatewaySettings, channel: grpc.aio.Channel | None) -> None:
+    app.ctx.owns_channel = channel is None
+    app.ctx.channel = channel or grpc.aio.insecure_channel(settings.core_address, options=_CHANNEL_OPTIONS)
+    app.ctx.inference = inference_pb2_grpc.InferenceStub(app.ctx.channel)
+    app.ctx.models = models_pb2_grpc.ModelsStub(app.ctx.channel)
+    log.info("gateway_starting", core=settings.core_address, host=settings.host, port=settings.port)
+
+
+async def _close_channel(app: Sanic) -> None:
+    # An injected channel belongs to whoever made it.
+    if app.ctx.owns_channel:
+        await app.ctx.channel.close()
+
+
+async def _bind_request_id(request: Request) -> None:
+    request.ctx.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
+    structlog.contextvars.bind_contextvars(request_id=request.ctx.request_id)
+
+
+async def _send_request_id(request: Request, response: HTTPResponse) -> None:
+    # Routing errors are answered before request middleware, so the id may be made here.
+    request_id = getattr(request.ctx, "request_id", None) or request_id_for(request.headers.get(REQUEST_ID_HEADER))
+    response.headers[REQUEST_ID_HEADER] = request_id
+
+
+def _page_not_found(request: Request, exception: Exception) -> HTTPResponse:
+    return HTTPResponse("404 page not found", status=404, content_type=_GO_TEXT)
+
+
+def _method_not_allowed(request: Request, exception: Exception) -> HTTPResponse:
+    return HTTPResponse("405 method not allowed", status=405, content_type=_GO_TEXT)
+
+
+def _api_error(request: Request, exception: ApiError) -> HTTPResponse:
+    return error_response(exception)
+
+
+def _sanic_error(request: Request, exception: SanicException) -> HTTPResponse:
+    # Sanic's own refusals (body too large, request timeout) carry plain, path-free messages.
+    return error_response(ApiError(exception.status_code, str(exception)))
+
+
+def _unexpected_error(request: Request, exception: Exception) -> HTTPResponse:
+    log.exception("request_failed", path=request.path, exc_info=exception)
+    return error_response(ApiError(500, "internal server error"))
+
+
+def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = None) -> Sanic:
+    """The gateway app. Without ``channel`` it dials ``settings.core_address`` when it starts."""
+    app = Sanic(APP_NAME, configure_logging=False, strict_slashes=True)
+    app.config.RESPONSE_TIMEOUT = _RESPONSE_TIMEOUT_S
+
+    async def open_channel(app: Sanic) -> None:
+        await _open_channel(app, settings, channel)
+
+    app.register_listener(open_channel, "before_server_start")
+    app.register_listener(_close_channel, "after_server_stop")
+    app.register_middleware(_bind_request_id, "request")
+    app.register_middleware(_send_request_id, "response")
+
+    app.error_handler.add(NotFound, _page_not_found)
+    app.error_handler.add(MethodNotAllowed, _method_not_allowed)
+    app.error_handler.add(ApiError, _api_error)
+    app.error_handler.add(SanicException, _sanic_error)
+    app.error_handler.add(Exception, _unexpected_error)
+
+    async def root(request: Request) -> HTTPResponse:
+        return HTTPResponse("Ollama is running", content_type=_UTF8_TEXT)
+
+    async def version(request: Request) -> HTTPResponse:
+        return json_response({"version": settings.version})
+
+    app.add_route(root, "/", methods=["GET", "HEAD"])
+    app.add_route(version, "/api/version", methods=["GET", "HEAD"])
+    app.blueprint(create_blueprint())
+    return app
+
+
+def serve(settings: GatewaySettings) -> None:
+    """Runs the gateway in this process until it is stopped."""
+    app = create_app(settings)
+    app.run(host=settings.host, port=settings.port, single_process=True, access_log=False, motd=False)
+
+
+def main() -> None:
+    configure_logging("gateway")
+    serve(GatewaySettings.from_env(os.environ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The one table from gRPC status to HTTP status, and the Ollama error body.
+
+Every error the gateway answers with is an :class:`ApiError`: a status and a message written for
+the person who sent the request. Core's details are passed on as they are (core promises they hold
+no paths or tracebacks); the few codes whose details come from the gRPC library rather than from
+core get a fixed message instead, so transport noise never reaches a client.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import structlog
+from sanic.response import HTTPResponse
+
+log = structlog.get_logger(__name__)
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+# Ollama answers a request its client abandoned with nginx's non-standard 499.
+CLIENT_CLOSED_REQUEST = 499
+
+HTTP_STATUS_FOR_GRPC = {
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
+    grpc.StatusCode.CANCELLED: CLIENT_CLOSED_REQUEST,
+    grpc.StatusCode.UNAVAILABLE: 503,
+}
+
+CORE_UNAVAILABLE = "herd core is unavailable, please try again"
+REQUEST_CANCELED = "request canceled"
+UNEXPECTED_CORE_ERROR = "unexpected error in herd core"
+
+
+class ApiError(Exception):
+    """An error answered to the client as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    """The HTTP status for a gRPC status code; anything not in the table is a 500."""
+    return HTTP_STATUS_FOR_GRPC.get(code, 500)
+
+
+def error_from_rpc(error: grpc.aio.AioRpcError, not_found: str | None = None) -> ApiError:
+    """The client-facing error for a failed call.
+
+    ``not_found`` replaces core's NOT_FOUND details where the endpoint's Ollama wording differs
+    (generate and chat echo the name as sent; embed adds ``try pulling it first``).
+    """
+    code = error.code()
+    details = error.details() or ""
+    status = http_status_for(code)
+    if code == grpc.StatusCode.NOT_FOUND and not_found is not None:
+        message = not_found
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        # The details are the channel's connection error (addresses, errno text).
+        log.warning("core_unavailable", details=details)
+        message = CORE_UNAVAILABLE
+    elif code == grpc.StatusCode.CANCELLED:
+        message = REQUEST_CANCELED
+    elif code == grpc.StatusCode.UNKNOWN:
+        # UNKNOWN is what grpc reports for an exception core did not map; its text is not for clients.
+        log.error("core_unknown_error", details=details)
+        message = UNEXPECTED_CORE_ERROR
+    else:
+        message = details or code.name.lower().replace("_", " ")
+    return ApiError(status, message)
+
+
+# Built once: json.dumps with arguments builds an encoder per call, and this runs once per token.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps(obj: object) -> str:
+    """Compact JSON as Ollama writes it, UTF-8 kept as is."""
+    return _COMPACT_JSON.encode(obj)
+
+
+def json_response(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    """A JSON body with Go's ``application/json; charset=utf-8``."""
+    return HTTPResponse(dumps(obj), status=status, headers=headers, content_type=JSON_CONTENT_TYPE)
+
+
+def error_response(error: ApiError) -> HTTPResponse:
+    """Ollama's error body ``{"error": "..."}``."""
+    return json_response({"error": error.message}, status=error.status)

@@ -1,0 +1,103 @@
+"""Ollama's native /api routes: parse, translate, call core, translate back.
+
+Handlers hold no logic of their own; the checks and shapes live in ``translate`` and ``parsing``,
+the status table in ``herd.rest.errors``. An :class:`ApiError` raised anywhere becomes Ollama's
+error body through the app's exception handler.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sanic import Blueprint, Request
+from sanic.response import HTTPResponse
+
+from herd.rest.errors import ApiError, json_response
+from herd.rest.ollama import translate
+from herd.rest.ollama.parsing import go_quote, parse_json_body
+from herd.rest.request_id import grpc_metadata
+from herd.rest.streaming import drain, stream_ndjson, unary
+from herd.v1 import models_pb2
+
+
+def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    return grpc_metadata(request.ctx.request_id)
+
+
+async def _refuse_thinking_unless_supported(request: Request, model: str, not_found: str) -> None:
+    """Ollama refuses ``think`` for a model without the thinking capability."""
+    shown = await unary(
+        request.app.ctx.models.Show(models_pb2.ShowModelRequest(model=model), metadata=_metadata(request)),
+        not_found,
+    )
+    if "thinking" not in shown.capabilities:
+        raise ApiError(400, f"{go_quote(model)} does not support thinking")
+
+
+async def generate(request: Request) -> HTTPResponse | None:
+    call = translate.generate_request(parse_json_body(request.body))
+    not_found = f"model '{call.request.model}' not found"
+    if call.think:
+        await _refuse_thinking_unless_supported(request, call.request.model, not_found)
+    rpc = request.app.ctx.inference.Generate(call.request, metadata=_metadata(request))
+    if call.stream:
+        return await stream_ndjson(request, rpc, translate.generate_chunk, not_found)
+    return json_response(translate.generate_response(await drain(rpc, not_found)))
+
+
+async def chat(request: Request) -> HTTPResponse | None:
+    call = translate.chat_request(parse_json_body(request.body))
+    not_found = f"model '{call.request.model}' not found"
+    if call.think:
+        await _refuse_thinking_unless_supported(request, call.request.model, not_found)
+    rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
+    if call.stream:
+        return await stream_ndjson(request, rpc, translate.chat_chunk, not_found)
+    return json_response(translate.chat_response(await drain(rpc, not_found)))
+
+
+async def embed(request: Request) -> HTTPResponse:
+    pb = translate.embed_request(parse_json_body(request.body))
+    rpc = request.app.ctx.inference.Embed(pb, metadata=_metadata(request))
+    return json_response(translate.embed_response(await unary(rpc, translate.embed_not_found(pb.model))))
+
+
+async def embeddings(request: Request) -> HTTPResponse:
+    pb = translate.embeddings_request(parse_json_body(request.body))
+    rpc = request.app.ctx.inference.Embed(pb, metadata=_metadata(request))
+    return json_response(translate.embeddings_response(await unary(rpc, translate.embed_not_found(pb.model))))
+
+
+async def tags(request: Request) -> HTTPResponse:
+    rpc = request.app.ctx.models.List(models_pb2.ListModelsRequest(), metadata=_metadata(request))
+    return json_response(translate.tags_response(await unary(rpc)))
+
+
+async def show(request: Request) -> HTTPResponse:
+    pb = translate.show_request(parse_json_body(request.body))
+    rpc = request.app.ctx.models.Show(pb, metadata=_metadata(request))
+    try:
+        shown = await unary(rpc)
+    except ApiError as error:
+        if error.status == 404:
+            raise ApiError(404, translate.show_not_found(error.message, pb.model)) from None
+        raise
+    return json_response(translate.show_response(shown))
+
+
+async def ps(request: Request) -> HTTPResponse:
+    rpc = request.app.ctx.models.ListRunning(models_pb2.ListRunningRequest(), metadata=_metadata(request))
+    return json_response(translate.ps_response(await unary(rpc), time.time_ns()))
+
+
+def create_blueprint() -> Blueprint:
+    """The /api routes of Ollama's native dialect, on a fresh blueprint for each app."""
+    blueprint = Blueprint("ollama")
+    blueprint.add_route(generate, "/api/generate", methods=["POST"])
+    blueprint.add_route(chat, "/api/chat", methods=["POST"])
+    blueprint.add_route(embed, "/api/embed", methods=["POST"])
+    blueprint.add_route(embeddings, "/api/embeddings", methods=["POST"])
+    blueprint.add_route(tags, "/api/tags", methods=["GET", "HEAD"])
+    blueprint.add_route(show, "/api/show", methods=["POST"])
+    blueprint.add_route(ps, "/api/ps", methods=["GET"])
+    return blueprint

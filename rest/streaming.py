@@ -1,0 +1,116 @@
+"""NDJSON streaming of a server-streaming gRPC call, with Ollama's error rules.
+
+Before the first byte an error is a normal response with its status; after it, one
+``{"error": ...}`` line ends the stream and the status stays 200. A reader task moves messages
+from the call into a queue, so messages that arrived while the client was slow to read go out
+in one write. Whatever ends the handler (the client leaving makes Sanic cancel it) cancels the
+gRPC call, and with it the generation in core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import grpc
+import structlog
+from sanic import Request
+
+from herd.rest.errors import ApiError, dumps, error_from_rpc
+
+log = structlog.get_logger(__name__)
+
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
+EMPTY_STREAM = "herd core ended the stream without a response"
+
+# Marks the end of a call that finished cleanly.
+_END = object()
+
+
+async def _forward(call: grpc.aio.UnaryStreamCall, queue: asyncio.Queue, not_found: str | None) -> None:
+    """Moves every message of ``call`` into ``queue``, then ``_END`` or the call's ApiError."""
+    try:
+        async for message in call:
+            queue.put_nowait(message)
+    except grpc.aio.AioRpcError as error:
+        queue.put_nowait(error_from_rpc(error, not_found))
+    except Exception:  # the writer must always learn that the stream is over
+        log.exception("stream_read_failed")
+        queue.put_nowait(ApiError(500, "internal error"))
+    else:
+        queue.put_nowait(_END)
+
+
+def _line(chunk: dict) -> str:
+    return dumps(chunk) + "\n"
+
+
+async def stream_ndjson(
+    request: Request,
+    call: grpc.aio.UnaryStreamCall,
+    to_chunk: Callable[[Any], dict],
+    not_found: str | None = None,
+) -> None:
+    """Streams ``call`` to the client as NDJSON, one ``to_chunk(message)`` per line.
+
+    Raises :class:`ApiError` when the call fails before its first message.
+    """
+    queue: asyncio.Queue = asyncio.Queue()
+    reader = asyncio.create_task(_forward(call, queue, not_found))
+    try:
+        first = await queue.get()
+        if first is _END:
+            raise ApiError(500, EMPTY_STREAM)
+        if isinstance(first, ApiError):
+            raise first
+        response = await request.respond(content_type=NDJSON_CONTENT_TYPE)
+        ready = [first]
+        while True:
+            while not queue.empty():
+                ready.append(queue.get_nowait())
+            lines = []
+            finished = False
+            for item in ready:
+                if item is _END:
+                    finished = True
+                    break
+                if isinstance(item, ApiError):
+                    log.info("stream_failed", status=item.status, error=item.message)
+                    lines.append(_line({"error": item.message}))
+                    finished = True
+                    break
+                lines.append(_line(to_chunk(item)))
+            if lines:
+                await response.send("".join(lines))
+            if finished:
+                break
+            ready = [await queue.get()]
+        await response.eof()
+    finally:
+        reader.cancel()
+        call.cancel()
+
+
+async def drain(call: grpc.aio.UnaryStreamCall, not_found: str | None = None) -> list:
+    """Every message of a streaming call, for ``stream:false``; :class:`ApiError` if it fails."""
+    messages = []
+    try:
+        async for message in call:
+            messages.append(message)
+    except grpc.aio.AioRpcError as error:
+        raise error_from_rpc(error, not_found) from None
+    finally:
+        call.cancel()
+    if not messages:
+        raise ApiError(500, EMPTY_STREAM)
+    return messages
+
+
+async def unary(call: grpc.aio.UnaryUnaryCall, not_found: str | None = None) -> Any:
+    """The response of a unary call; :class:`ApiError` if it fails; cancelled if we are."""
+    try:
+        return await call
+    except grpc.aio.AioRpcError as error:
+        raise error_from_rpc(error, not_found) from None
+    finally:
+        call.cancel()

@@ -1,0 +1,89 @@
+"""Fixtures that start the real server: ``herd serve`` on free ports with the bundled models."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHAT_MODEL = "smollm2:135m"
+BASE_MODEL = "gemma3:270m-pt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base_url: str
+    grpc_address: str
+    models_dir: Path
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(tmp: Path, **env_overrides: str) -> Server:
+    port, grpc_port = free_port(), free_port()
+    models = tmp / "models"
+    env = dict(
+        os.environ,
+        OLLAMA_MODELS=str(models),
+        OLLAMA_HOST=f"127.0.0.1:{port}",
+        HERD_GRPC_HOST=f"127.0.0.1:{grpc_port}",
+        HERD_LOG_FORMAT="json",
+        **env_overrides,
+    )
+    log_path = tmp / "server.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "herd.cli.main", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+    server = Server(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", models, process, log_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("herd serve exited:\n" + server.log_text()[-4000:])
+        try:
+            if httpx.get(server.base_url + "/api/version", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    raise RuntimeError("herd serve did not answer in time:\n" + server.log_text()[-4000:])
+
+
+def stop_server(server: Server) -> int:
+    server.process.terminate()
+    try:
+        return server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        return server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    srv = start_server(tmp_path_factory.mktemp("herd"))
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture
+def client(server):
+    import ollama
+
+    return ollama.Client(host=server.base_url, timeout=300)
