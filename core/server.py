@@ -38,7 +38,10 @@ class CoreServer:
         self.store = ModelStore(settings.models_dir)
         self.catalog = ModelCatalog(self.store)
         runner_factory = partial(
-            start_runner, load_timeout_s=settings.load_timeout_ns / 1e9, runtime_dir=settings.runtime_dir
+            start_runner,
+            load_timeout_s=settings.load_timeout_ns / 1e9,
+            stream_interval_ms=settings.stream_interval_ms,
+            runtime_dir=settings.runtime_dir,
         )
         self.scheduler = Scheduler(runner_factory, settings)
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])

@@ -62,9 +62,14 @@ def start_herd(store: Path, threads: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("herd did not start")
 
 
-def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: int) -> tuple[float, float, int]:
+def prompt_for(run: int) -> str:
+    # A different first word each run, so herd's prefix cache cannot shorten the prompt.
+    return f"{run}. {PROMPT}"
+
+
+def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: int, run: int) -> tuple[float, float, int]:
     """(decode tokens/s, TTFT seconds, tokens) of one streamed generation, seen by the client."""
-    body = {"model": model, "prompt": PROMPT, "raw": True, "stream": True,
+    body = {"model": model, "prompt": prompt_for(run), "raw": True, "stream": True,
             "options": {**SAMPLING, "num_predict": tokens, "num_thread": threads}}
     sent = time.perf_counter()
     first = last = None
@@ -84,18 +89,30 @@ def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: 
     return (count - 1) / (last - first), first - sent, count
 
 
-def raw_run(model_path: str, tokens: int, threads: int, n_ctx: int) -> tuple[float, float, int]:
-    """The same generation with llama-cpp-python's low-level API in this process."""
-    llama_cpp.llama_backend_init()
-    mparams = llama_cpp.llama_model_default_params()
-    mparams.n_gpu_layers = 999 if llama_cpp.llama_supports_gpu_offload() else 0
-    model = llama_cpp.llama_model_load_from_file(model_path.encode(), mparams)
-    cparams = llama_cpp.llama_context_default_params()
-    cparams.n_ctx, cparams.n_batch, cparams.n_threads, cparams.n_threads_batch = n_ctx, 512, threads, threads
-    cparams.no_perf = True
-    ctx = llama_cpp.llama_init_from_model(model, cparams)
-    vocab = llama_cpp.llama_model_get_vocab(model)
-    data = PROMPT.encode()
+class RawEngine:
+    """The model loaded in this process with llama-cpp-python's low-level API."""
+
+    def __init__(self, model_path: str, threads: int, n_ctx: int):
+        llama_cpp.llama_backend_init()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 999 if llama_cpp.llama_supports_gpu_offload() else 0
+        self.model = llama_cpp.llama_model_load_from_file(model_path.encode(), mparams)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx, cparams.n_batch, cparams.n_threads, cparams.n_threads_batch = n_ctx, 512, threads, threads
+        cparams.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+
+    def close(self) -> None:
+        llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)
+
+
+def raw_run(engine: RawEngine, tokens: int, run: int) -> tuple[float, float, int]:
+    """The same generation, token by token with llama_decode and the same sampler chain."""
+    ctx, vocab = engine.ctx, engine.vocab
+    llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+    data = prompt_for(run).encode()
     buf = (llama_cpp.llama_token * (len(data) + 8))()
     n_prompt = llama_cpp.llama_tokenize(vocab, data, len(data), buf, len(buf), True, True)
     prompt = list(buf[:n_prompt])
@@ -130,12 +147,10 @@ def raw_run(model_path: str, tokens: int, threads: int, n_ctx: int) -> tuple[flo
         count += 1
     llama_cpp.llama_batch_free(batch)
     llama_cpp.llama_sampler_free(chain)
-    llama_cpp.llama_free(ctx)
-    llama_cpp.llama_model_free(model)
     return (count - 1) / (last - first), first - started, count
 
 
-def model_path(client: httpx.Client, store: Path, name: str) -> str:
+def model_path(store: Path, name: str) -> str:
     """The GGUF blob of ``name`` in the bench's own store (read from its manifest)."""
     model, tag = name.split(":")
     manifest = json.loads((store / "manifests/registry.ollama.ai/library" / model / tag).read_text())
@@ -146,7 +161,7 @@ def model_path(client: httpx.Client, store: Path, name: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096)
     args = parser.parse_args()
@@ -159,13 +174,17 @@ def main() -> int:
             with httpx.Client() as client:
                 for name in MODELS:
                     client.post(base + "/api/generate", json={"model": name, "options": {"num_thread": args.threads}}, timeout=600)
-                    herd_run(client, base, name, 16, args.threads)  # warm-up
-                    herd = [herd_run(client, base, name, args.tokens, args.threads) for _ in range(args.runs)]
-                    # Unload so the raw engine has the cores to itself.
+                    engine = RawEngine(model_path(store, name), args.threads, args.ctx)
+                    herd_run(client, base, name, 16, args.threads, run=0)  # warm-up
+                    raw_run(engine, 16, run=0)
+                    # Alternate the two so drifting machine load hits both alike; an idle
+                    # runner costs no CPU while the raw engine decodes.
+                    herd, raw = [], []
+                    for run in range(1, args.runs + 1):
+                        herd.append(herd_run(client, base, name, args.tokens, args.threads, run))
+                        raw.append(raw_run(engine, args.tokens, run))
+                    engine.close()
                     client.post(base + "/api/generate", json={"model": name, "keep_alive": 0}, timeout=60)
-                    path = model_path(client, store, name)
-                    raw_run(path, 16, args.threads, args.ctx)
-                    raw = [raw_run(path, args.tokens, args.threads, args.ctx) for _ in range(args.runs)]
                     herd_rate = statistics.median(r[0] for r in herd)
                     raw_rate = statistics.median(r[0] for r in raw)
                     print(f"{name:<16} {raw_rate:>10.1f} {herd_rate:>11.1f} {herd_rate / raw_rate:>6.3f} "

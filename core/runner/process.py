@@ -100,7 +100,9 @@ class Runner:
         os.rmdir(self._socket_dir)
 
 
-async def start_runner(spec: RunnerSpec, load_timeout_s: float, runtime_dir: Path | None = None) -> Runner:
+async def start_runner(
+    spec: RunnerSpec, load_timeout_s: float, stream_interval_ms: float = 0.0, runtime_dir: Path | None = None
+) -> Runner:
     """Spawns a runner for ``spec`` and waits until its model is loaded."""
     socket_dir = tempfile.mkdtemp(prefix="herd-runner-", dir=runtime_dir)
     opts = spec.options
@@ -114,6 +116,7 @@ async def start_runner(spec: RunnerSpec, load_timeout_s: float, runtime_dir: Pat
         "--threads", str(opts.num_thread),
         "--gpu-layers", str(opts.num_gpu),
         "--main-gpu", str(opts.main_gpu),
+        "--stream-interval-ms", str(stream_interval_ms),
     ]
     if not opts.use_mmap:
         args.append("--no-mmap")

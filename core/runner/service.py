@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 
 import grpc
 import structlog
@@ -54,9 +55,68 @@ def fit_prompt(tokens: list[int], n_ctx: int, num_keep: int = 4) -> list[int]:
     return tokens[:keep_head] + tokens[-keep_tail:]
 
 
+class Mailbox:
+    """Text from the engine thread to one request's handler on the event loop.
+
+    The engine appends without touching the event loop unless the handler is parked waiting:
+    waking the loop for every token would cost a system call and a GIL hand-over per token
+    while the decode threads want both cores.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._text: list[str] = []
+        self._result: SequenceResult | None = None
+        self._error: str | None = None
+        self._waiter: asyncio.Future | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._result is not None or self._error is not None
+
+    def put(self, text: str, result: SequenceResult | None) -> None:
+        """Engine thread: more text, and the final result when ``result`` is set."""
+        with self._lock:
+            if text:
+                self._text.append(text)
+            self._result = result
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def fail(self, message: str) -> None:
+        with self._lock:
+            self._error = message
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    async def wait(self) -> None:
+        """Returns once there is text, a result or an error to take."""
+        with self._lock:
+            if self._text or self.finished:
+                return
+            self._waiter = self._loop.create_future()
+            waiter = self._waiter
+        await waiter
+
+    def take(self) -> tuple[str, SequenceResult | None, str | None]:
+        with self._lock:
+            text = "".join(self._text)
+            self._text.clear()
+            return text, self._result, self._error
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class RunnerService(runner_pb2_grpc.RunnerServicer):
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, stream_interval_s: float):
         self.engine = engine
+        self.stream_interval_s = stream_interval_s
 
     async def Info(self, request, context):
         e = self.engine
@@ -72,42 +132,39 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
 
     async def Generate(self, request: runner_pb2.GenerateRequest, context):
         request_id = request_id_from_metadata(context.invocation_metadata())
-        loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue = asyncio.Queue()
-
-        def emit(text: str, result: SequenceResult | None) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, (text, result, None))
-
-        def fail(message: str) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, ("", None, message))
-
+        mailbox = Mailbox(asyncio.get_running_loop())
         tokens = list(request.prefix_tokens) + self.engine.tokenize(request.prompt, request.add_bos and self.engine.add_bos)
         if not tokens:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty")
-        tokens = fit_prompt(tokens, self.engine.n_ctx_seq)
         seq = Sequence(
-            prompt_tokens=tokens,
+            prompt_tokens=fit_prompt(tokens, self.engine.n_ctx_seq),
             num_predict=request.num_predict,
             stop=list(request.stop),
             sampling=sampling_from_pb(request.sampling),
-            emit=emit,
-            fail=fail,
+            emit=mailbox.put,
+            fail=mailbox.fail,
             request_id=request_id,
         )
         try:
             self.engine.submit(seq)
         except EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        loop = asyncio.get_running_loop()
+        next_send = 0.0
         try:
             while True:
-                text, result, error = await inbox.get()
-                # Coalesce whatever else is already waiting into this one message.
-                while result is None and error is None and not inbox.empty():
-                    more, result, error = inbox.get_nowait()
-                    text += more
+                await mailbox.wait()
+                # Every message costs CPU in three processes that share the cores with decoding,
+                # so text ready less than stream_interval after the previous message waits for
+                # the tokens that follow it. The first piece and the end go out at once.
+                delay = next_send - loop.time()
+                if delay > 0 and not mailbox.finished:
+                    await asyncio.sleep(delay)
+                text, result, error = mailbox.take()
                 if error is not None:
                     await context.abort(grpc.StatusCode.INTERNAL, error)
                 if result is None:
+                    next_send = loop.time() + self.stream_interval_s
                     yield runner_pb2.GenerateResponse(text=text)
                     continue
                 log.info(
@@ -150,7 +207,7 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         )
 
 
-async def serve(socket_path: str, config: EngineConfig) -> None:
+async def serve(socket_path: str, config: EngineConfig, stream_interval_s: float) -> None:
     try:
         engine = Engine(config)
     except EngineError as exc:
@@ -158,7 +215,7 @@ async def serve(socket_path: str, config: EngineConfig) -> None:
         sys.exit(3)
     engine.start()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
-    runner_pb2_grpc.add_RunnerServicer_to_server(RunnerService(engine), server)
+    runner_pb2_grpc.add_RunnerServicer_to_server(RunnerService(engine, stream_interval_s), server)
     server.add_insecure_port(f"unix://{socket_path}")
     await server.start()
     log.info("runner_serving")
@@ -189,8 +246,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu-layers", type=int, default=-1)
     parser.add_argument("--main-gpu", type=int, default=0)
     parser.add_argument("--no-mmap", action="store_true")
+    parser.add_argument("--stream-interval-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     configure_logging("runner")
+    # The engine thread needs the GIL for a few microseconds between decodes; by default a
+    # busy event loop may keep it for up to 5 ms, stalling the whole batch.
+    sys.setswitchinterval(float(os.environ.get("HERD_SWITCH_INTERVAL", "0.0002")))
     config = EngineConfig(
         model_path=args.model,
         n_ctx=args.ctx,
@@ -201,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
         main_gpu=args.main_gpu,
         use_mmap=not args.no_mmap,
     )
-    asyncio.run(serve(args.socket, config))
+    asyncio.run(serve(args.socket, config, args.stream_interval_ms / 1000))
 
 
 if __name__ == "__main__":

@@ -25,13 +25,18 @@ from typing import Any, Callable, NoReturn
 from herd.core.templates.values import ToolProperty, format_float, marshal_json
 
 MAX_NESTING = 100
+# Variables in scope at once; library templates use a handful. Lookups scan the scope, so
+# this also bounds what one lookup costs.
+MAX_VARIABLES = 100
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
-# About a second of Python; a 1,000-message chat with tools takes under 10,000 steps.
+# About a second of Python; SmolLM2's template on a 1,000-message chat takes about 36,000.
 MAX_STEPS = 2_000_000
-# A function call also costs a step per this many characters or elements it reads and
-# returns, so that repeating cheap-looking calls on big values (len of a 4 MiB string a
-# million times) runs out of steps rather than taking minutes.
+# A step is a node walked, a command or argument evaluated, or a range iteration. A function
+# call also costs a step per this many characters or elements it reads and returns, and a
+# variable lookup one per this many scope entries it passes, so that repeating cheap-looking
+# work (len of a 4 MiB string a million times) runs out of steps rather than taking minutes.
 _ITEMS_PER_STEP = 256
+_VARIABLES_PER_STEP = 16
 # Go's fmt refuses widths and precisions above this too.
 _MAX_FORMAT_WIDTH = 1_000_000
 
@@ -610,6 +615,11 @@ class _Parser:
             self.unexpected(token, context)
         return token
 
+    def declare(self, name: str) -> None:
+        if len(self.vars) >= MAX_VARIABLES:
+            self.error(f"template declares more than {MAX_VARIABLES} variables in one scope")
+        self.vars.append(name)
+
     def enter(self) -> None:
         self.depth += 1
         if self.depth > MAX_NESTING:
@@ -714,12 +724,12 @@ class _Parser:
                 self.next()
                 is_assign = following.kind == _ASSIGN
                 decl.append(variable.value)
-                self.vars.append(variable.value)
+                self.declare(variable.value)
                 break
             if following.kind == _CHAR and following.value == ",":
                 self.next()
                 decl.append(variable.value)
-                self.vars.append(variable.value)
+                self.declare(variable.value)
                 if context == "range" and len(decl) < 2:
                     if self.peek_non_space().kind in (_VARIABLE, _RIGHT, _RPAREN):
                         continue
@@ -1082,19 +1092,19 @@ class _Execution:
             return ((number, number) for number in range(value))
         self.error(f"range can't iterate over {format_value(value)}")
 
-    # Variables.
-    def var_value(self, name: str) -> Any:
-        for entry in reversed(self.vars):
+    # Variables: a stack of [name, value], innermost last, searched from the top.
+    def find_var(self, name: str) -> list[Any]:
+        for depth, entry in enumerate(reversed(self.vars)):
             if entry[0] == name:
-                return entry[1]
+                self.step(depth // _VARIABLES_PER_STEP)
+                return entry
         self.error(f"undefined variable: {name}")
 
+    def var_value(self, name: str) -> Any:
+        return self.find_var(name)[1]
+
     def set_var(self, name: str, value: Any) -> None:
-        for entry in reversed(self.vars):
-            if entry[0] == name:
-                entry[1] = value
-                return
-        self.error(f"undefined variable: {name}")
+        self.find_var(name)[1] = value
 
     # Evaluation.
     def eval_pipeline(self, dot: Any, pipe: _Pipe) -> Any:
@@ -1109,6 +1119,7 @@ class _Execution:
         return value
 
     def eval_command(self, dot: Any, cmd: _Command, final: Any) -> Any:
+        self.step()
         first = cmd.args[0]
         if isinstance(first, _Field):
             return self.eval_field_chain(dot, first, first.idents, cmd.args, final)
@@ -1129,6 +1140,7 @@ class _Execution:
         return first.value
 
     def eval_arg(self, dot: Any, node: Any) -> Any:
+        self.step()
         if isinstance(node, _Dot):
             return dot
         if isinstance(node, _Nil):

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from herd.core.templates.gotemplate import MAX_NESTING, GoTemplate, TemplateError
+from herd.core.templates.gotemplate import MAX_NESTING, MAX_VARIABLES, GoTemplate, TemplateError
 from herd.core.templates.values import JsonMap, Message, Tool, ToolCall, ToolCallFunction, ToolList
 
 
@@ -339,6 +339,18 @@ def test_endless_loops_run_out_of_steps() -> None:
 def test_repeated_work_on_big_values_runs_out_of_steps() -> None:
     with pytest.raises(TemplateError, match="steps"):
         render("{{ range 1000000 }}{{ $n := len $.Big }}{{ end }}", {"Big": "x" * 4_000_000})
+
+
+def test_every_argument_evaluated_costs_a_step() -> None:
+    source = "{{ range 1000 }}{{ print " + "$ " * 100 + "}}{{ end }}"
+    with pytest.raises(TemplateError, match="steps"):
+        GoTemplate(source, max_steps=50_000).execute({})
+
+
+def test_variables_in_one_scope_are_bounded() -> None:
+    declarations = "".join(f"{{{{ $v{number} := {number} }}}}" for number in range(MAX_VARIABLES))
+    with pytest.raises(TemplateError, match="more than 100 variables"):
+        GoTemplate(declarations)
 
 
 def test_strings_built_without_printing_are_bounded() -> None:
