@@ -345,6 +345,20 @@ def _json_object(text: str, what: str) -> dict:
 
 
 def tools_from_pb(tools) -> list[Tool]:
+    try:
+        return _tools_from_pb(tools)
+    except ValueError as exc:  # a malformed schema is the caller's mistake
+        raise InvalidRequest(f"invalid tool: {exc}") from None
+
+
+def messages_from_pb(messages) -> list[Message]:
+    try:
+        return _messages_from_pb(messages)
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid message: {exc}") from None
+
+
+def _tools_from_pb(tools) -> list[Tool]:
     return [
         Tool.from_dict({
             "type": t.type or "function",
@@ -358,7 +372,7 @@ def tools_from_pb(tools) -> list[Tool]:
     ]
 
 
-def messages_from_pb(messages) -> list[Message]:
+def _messages_from_pb(messages) -> list[Message]:
     return [
         Message.from_dict({
             "role": m.role,
