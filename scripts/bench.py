@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import llama_cpp  # noqa: I001 - imported before anything that may pull numpy
 import httpx
+import llama_cpp
 
 PROMPT = (
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "

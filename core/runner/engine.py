@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-import llama_cpp  # noqa: I001 - must load before numpy-using modules (see performance.md)
+import llama_cpp  # before anything that imports numpy: the other order crashed a model load (performance.md)
 import structlog
 
 log = structlog.get_logger(__name__)

@@ -7,28 +7,14 @@ the blob's path, because server paths are never shown to clients.
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
 from typing import Any
 
 from herd.core.store.store import StoredModel
+from herd.gofmt import go_float, go_quote
 
 # The template Ollama uses for a model without a template layer.
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
 PARAMETER_KEY_WIDTH = 30
-_EXPONENT_FROM = 6
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
 
 
 def format_parameters(params: dict[str, Any]) -> str:
@@ -91,54 +77,6 @@ def go_v(value: Any) -> str:
     if isinstance(value, dict):
         return "map[" + " ".join(f"{key}:{go_v(value[key])}" for key in sorted(value, key=str)) + "]"
     return _go_scalar(value)
-
-
-def go_quote(text: str) -> str:
-    """Go's ``strconv.Quote``: printable runes as they are, the rest escaped."""
-    out = ['"']
-    for char in text:
-        escaped = _GO_ESCAPES.get(char)
-        if escaped is not None:
-            out.append(escaped)
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
-        elif 0xD800 <= ord(char) <= 0xDFFF:
-            # A lone surrogate is not a valid rune; Go writes the replacement character.
-            out.append("\\ufffd")
-        elif ord(char) < 0x10000:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def go_float(value: float) -> str:
-    """Go's ``%v`` of a float64: shortest digits as ``%g`` writes them, e.g. ``0.95``, ``1``, ``1e+06``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0" if math.copysign(1.0, value) < 0 else "0"
-    sign = "-" if value < 0 else ""
-    _, digit_tuple, exponent = Decimal(repr(abs(value))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    # Position of the decimal point relative to the digits, as strconv's "dp".
-    point = len(digits) + exponent
-    decimal_exponent = point - 1
-    # strconv's shortest %g switches to exponent form below 1e-4 and from 1e6 (fmt.Println(1e6) is 1e+06).
-    if decimal_exponent < -4 or decimal_exponent >= _EXPONENT_FROM:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        exponent_sign = "-" if decimal_exponent < 0 else "+"
-        return f"{sign}{mantissa}e{exponent_sign}{abs(decimal_exponent):02d}"
-    if point <= 0:
-        return f"{sign}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return f"{sign}{digits}{'0' * (point - len(digits))}"
-    return f"{sign}{digits[:point]}.{digits[point:]}"
 
 
 def _go_scalar(value: Any) -> str:

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, Callable, NoReturn
 
-from herd.core.templates.values import ToolProperty, format_float, marshal_json
+from herd.core.templates.values import ToolProperty, marshal_json
+from herd.gofmt import go_float, go_quote
 
 MAX_NESTING = 100
 # Variables in scope at once; library templates use a handful. Lookups scan the scope, so
@@ -94,8 +95,8 @@ class _Token:
         if self.kind == _KEYWORD:
             return f"<{self.value}>"
         if len(self.value) > 10:
-            return _go_quote(self.value[:10]) + "..."
-        return _go_quote(self.value)
+            return go_quote(self.value[:10]) + "..."
+        return go_quote(self.value)
 
 
 def _is_alphanumeric(char: str) -> bool:
@@ -326,7 +327,7 @@ class _Lexer:
         if src[end : end + 1] == "i":
             end += 1
         if end < len(src) and _is_alphanumeric(src[end]):
-            self.error(f"bad number syntax: {_go_quote(src[self.pos : end + 1])}")
+            self.error(f"bad number syntax: {go_quote(src[self.pos : end + 1])}")
         self.emit(_NUMBER, src[self.pos : end])
         self.advance_to(end)
 
@@ -458,26 +459,6 @@ class _Else:
         return "{{else}}"
 
 
-def _go_quote(text: str) -> str:
-    """``text`` as Go's ``%q`` writes it."""
-    out = ['"']
-    for char in text:
-        if char in ('"', "\\"):
-            out.append("\\" + char)
-        elif char in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(char)])
-        elif char.isprintable():
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) <= 0xFFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def _go_rune(char: str) -> str:
     """A character as Go's ``%#U`` writes it: ``U+0041 'A'``."""
     code = f"U+{ord(char):04X}"
@@ -562,7 +543,7 @@ def _number_value(token: _Token) -> int | float:
         else:
             value = float(body)
     except ValueError:
-        raise TemplateError(f"template: :{token.line}: illegal number syntax: {_go_quote(text)}") from None
+        raise TemplateError(f"template: :{token.line}: illegal number syntax: {go_quote(text)}") from None
     return -value if negative else value
 
 
@@ -784,7 +765,7 @@ class _Parser:
         if isinstance(node, _Variable):
             return _Variable(node.name, node.idents + tuple(idents))
         if isinstance(node, (_Literal, _Nil, _Dot)):
-            self.error(f"unexpected . after term {_go_quote(str(node))}")
+            self.error(f"unexpected . after term {go_quote(str(node))}")
         return _Chain(node, tuple(idents))
 
     def term(self) -> Any:
@@ -792,7 +773,7 @@ class _Parser:
         kind = token.kind
         if kind == _IDENTIFIER:
             if token.value not in self.functions:
-                self.error(f"function {_go_quote(token.value)} not defined")
+                self.error(f"function {go_quote(token.value)} not defined")
             return _Identifier(token.value)
         if kind == _DOT:
             return _Dot()
@@ -800,7 +781,7 @@ class _Parser:
             return _Nil()
         if kind == _VARIABLE:
             if token.value not in self.vars:
-                self.error(f"undefined variable {_go_quote(token.value)}")
+                self.error(f"undefined variable {go_quote(token.value)}")
             return _Variable(token.value)
         if kind == _FIELD:
             return _Field((token.value[1:],))
@@ -963,7 +944,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return format_float(value)
+        return go_float(value)
     if isinstance(value, (bytes, bytearray)):
         return "[" + " ".join(str(byte) for byte in value) + "]"
     if isinstance(value, Mapping):
@@ -1545,7 +1526,7 @@ def _format_verb(verb: str, value: Any, flags: str, width: int | None, precision
     if isinstance(value, int):
         return _format_int(verb, value, flags, width, precision)
     if isinstance(value, float):
-        return _format_float(verb, value, flags, width, precision)
+        return _go_float(verb, value, flags, width, precision)
     if isinstance(value, str) or (_has_own_str(value) and verb in "vsqxX"):
         return _format_string(verb, value if isinstance(value, str) else str(value), flags, width, precision)
     if verb in "vs":
@@ -1572,7 +1553,7 @@ def _format_int(verb: str, value: int, flags: str, width: int | None, precision:
     elif verb == "c":
         return _pad(chr(value) if 0 <= value <= 0x10FFFF else "\ufffd", flags, width)
     elif verb == "q":
-        return _pad("'" + _go_quote(chr(value) if 0 <= value <= 0x10FFFF else "\ufffd")[1:-1] + "'", flags, width)
+        return _pad("'" + go_quote(chr(value) if 0 <= value <= 0x10FFFF else "\ufffd")[1:-1] + "'", flags, width)
     elif verb == "U":
         return _pad(f"U+{value:04X}", flags, width)
     else:
@@ -1582,18 +1563,18 @@ def _format_int(verb: str, value: int, flags: str, width: int | None, precision:
     return _pad(_signed(digits, value < 0, flags), flags, width, numeric=precision is None)
 
 
-def _format_float(verb: str, value: float, flags: str, width: int | None, precision: int | None) -> str:
+def _go_float(verb: str, value: float, flags: str, width: int | None, precision: int | None) -> str:
     if verb not in "vfFeEgG":
         return _bad_verb(verb, value)
     if value != value or value in (float("inf"), float("-inf")):
-        text = format_float(value)
+        text = go_float(value)
         if text == "+Inf" and "+" not in flags:
             text = "Inf"
         return _pad(text, flags, width)
     magnitude = abs(value)
     negative = value < 0 or (value == 0 and str(value).startswith("-"))
     if verb in "vgG" and precision is None:
-        text = format_float(magnitude)
+        text = go_float(magnitude)
         if verb == "G":
             text = text.upper()
     elif verb in "gG":
@@ -1613,7 +1594,7 @@ def _format_string(verb: str, text: str, flags: str, width: int | None, precisio
     if verb in "vs":
         return _pad(text, flags, width)
     if verb == "q":
-        return _pad(_go_quote(text), flags, width)
+        return _pad(go_quote(text), flags, width)
     if verb in "xX":
         encoded = text.encode("utf-8", "surrogatepass").hex()
         return _pad(encoded.upper() if verb == "X" else encoded, flags, width)

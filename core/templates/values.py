@@ -17,8 +17,9 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
+
+from herd.gofmt import exponent_form, fixed_form, go_float, shortest_decimal
 
 # Deeper JSON than this is hostile input, not a tool schema; refusing it keeps the
 # recursive encoder far from Python's recursion limit.
@@ -56,60 +57,15 @@ def _quote_json(text: str) -> str:
     return '"' + _JSON_NEEDS_ESCAPE.sub(_json_escape_char, text) + '"'
 
 
-def shortest_decimal(number: float) -> tuple[str, int]:
-    """The shortest digits that round-trip ``abs(number)``, and the decimal point position.
-
-    ``0.d1d2d3 × 10**point`` is the value; zero is ``("", 0)``. Python's ``repr`` and Go's
-    ``strconv`` both produce the shortest round-trip digits, so the digits agree.
-    """
-    if number == 0:
-        return "", 0
-    _, digit_tuple, exponent = Decimal(repr(abs(number))).normalize().as_tuple()
-    digits = "".join(map(str, digit_tuple))
-    return digits, len(digits) + int(exponent)
-
-
-def _exponent_form(digits: str, point: int, negative: bool) -> str:
-    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-    exponent = point - 1
-    sign = "-" if exponent < 0 else "+"
-    return f"{'-' if negative else ''}{mantissa}e{sign}{abs(exponent):02d}"
-
-
-def _fixed_form(digits: str, point: int, negative: bool) -> str:
-    if not digits:
-        text = "0"
-    elif point <= 0:
-        text = "0." + "0" * -point + digits
-    elif point >= len(digits):
-        text = digits + "0" * (point - len(digits))
-    else:
-        text = digits[:point] + "." + digits[point:]
-    return ("-" if negative else "") + text
-
-
-def format_float(number: float) -> str:
-    """A float as Go's fmt prints it with ``%v``: shortest digits, exponent form outside 1e-4..1e6."""
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "+Inf" if number > 0 else "-Inf"
-    digits, point = shortest_decimal(number)
-    negative = math.copysign(1.0, number) < 0
-    if digits and (point - 1 < -4 or point - 1 >= 6):
-        return _exponent_form(digits, point, negative)
-    return _fixed_form(digits, point, negative)
-
-
 def _json_float(number: float) -> str:
     if math.isnan(number) or math.isinf(number):
-        raise ValueError(f"json: unsupported value: {format_float(number)}")
+        raise ValueError(f"json: unsupported value: {go_float(number)}")
     digits, point = shortest_decimal(number)
     negative = math.copysign(1.0, number) < 0 and number != 0
     if digits and (abs(number) < 1e-6 or abs(number) >= 1e21):
         # Go writes e-7, not e-07, in JSON.
-        return re.sub(r"e([+-])0(\d)$", r"e\1\2", _exponent_form(digits, point, negative))
-    return _fixed_form(digits, point, negative)
+        return re.sub(r"e([+-])0(\d)$", r"e\1\2", exponent_form(digits, point, negative))
+    return fixed_form(digits, point, negative)
 
 
 def _json_int(number: int) -> str:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 import structlog
 
 from herd.durations import parse_go_duration
+from herd.gofmt import go_quote
 from herd.rest.errors import ApiError
 from herd.v1 import common_pb2
 
@@ -44,30 +45,6 @@ _FLOAT64_MAX = 1.7976931348623157e308
 
 # ---------------------------------------------------------------------------------------------
 # Go's quoting, as its error messages use it
-
-
-def go_quote(text: str) -> str:
-    """``strconv.Quote``: double quotes, Go escapes for what is not printable."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch == '"' or ch == "\\":
-            out.append("\\" + ch)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ch in _GO_SHORT_ESCAPES:
-            out.append(_GO_SHORT_ESCAPES[ch])
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_GO_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 def _quote_byte(byte: int) -> str:

@@ -12,9 +12,10 @@ import time
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
+from herd.gofmt import go_quote
 from herd.rest.errors import ApiError, json_response
 from herd.rest.ollama import translate
-from herd.rest.ollama.parsing import go_quote, parse_json_body
+from herd.rest.ollama.parsing import parse_json_body
 from herd.rest.request_id import grpc_metadata
 from herd.rest.streaming import drain, stream_ndjson, unary
 from herd.v1 import models_pb2

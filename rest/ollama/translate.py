@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from herd.gofmt import go_quote
 from herd.rest.errors import ApiError, dumps
 from herd.rest.ollama.parsing import (
     CHAT_REQUEST,
@@ -26,7 +27,6 @@ from herd.rest.ollama.parsing import (
     GENERATE_REQUEST,
     SHOW_REQUEST,
     decode_request,
-    go_quote,
     options_from_map,
 )
 from herd.v1 import common_pb2, inference_pb2, models_pb2
