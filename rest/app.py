@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import grpc
 import structlog
@@ -55,6 +56,7 @@ async def _close_channel(app: Sanic) -> None:
 
 
 async def _bind_request_id(request: Request) -> None:
+    request.ctx.started_ns = time.perf_counter_ns()
     request.ctx.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
     structlog.contextvars.bind_contextvars(request_id=request.ctx.request_id)
 
@@ -63,6 +65,16 @@ async def _send_request_id(request: Request, response: HTTPResponse) -> None:
     # Routing errors are answered before request middleware, so the id may be made here.
     request_id = getattr(request.ctx, "request_id", None) or request_id_for(request.headers.get(REQUEST_ID_HEADER))
     response.headers[REQUEST_ID_HEADER] = request_id
+    # For a stream this runs when its headers go out: the status, and the time to first byte.
+    started = getattr(request.ctx, "started_ns", None)
+    log.info(
+        "request",
+        request_id=request_id,
+        method=request.method,
+        path=request.path,
+        status=response.status,
+        first_byte_ns=time.perf_counter_ns() - started if started else None,
+    )
 
 
 def _page_not_found(request: Request, exception: Exception) -> HTTPResponse:
