@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from datetime import datetime
 
 import grpc
@@ -45,12 +46,15 @@ def unary(method):
     @functools.wraps(method)
     async def wrapper(self, request, context):
         _bind_request(context)
+        started = time.perf_counter_ns()
         try:
-            return await method(self, request, context)
+            reply = await method(self, request, context)
         except Exception as exc:  # every failure leaves as a status, never a traceback
             if isinstance(exc, grpc.aio.AbortError):
                 raise
             await _abort(context, exc)
+        log.info("rpc", method=method.__name__, ns=time.perf_counter_ns() - started)
+        return reply
 
     return wrapper
 
@@ -61,9 +65,11 @@ def streaming(method):
     @functools.wraps(method)
     async def wrapper(self, request, context):
         _bind_request(context)
+        started = time.perf_counter_ns()
         try:
             async for message in method(self, request, context):
                 yield message
+            log.info("rpc", method=method.__name__, ns=time.perf_counter_ns() - started)
         except Exception as exc:
             if isinstance(exc, grpc.aio.AbortError):
                 raise
