@@ -12,9 +12,10 @@ DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 DEFAULT_NUM_CTX = 4096
 DEFAULT_LOAD_TIMEOUT_NS = 5 * 60 * 1_000_000_000
 # Shortest time between two streamed messages of one request (0: one message per token).
-# Waking three processes for every token slows decoding on small CPUs by a fifth; 25 ms
-# (40 messages a second) reads as smooth streaming.
-DEFAULT_STREAM_INTERVAL_MS = 25.0
+# Each message wakes runner, core, gateway and client while the decode threads want every
+# core: on 2 cores one message per token cost 10-15 % of decode speed, one per 50 ms (20 a
+# second, still smooth to read) about 4 % (scripts/bench.py).
+DEFAULT_STREAM_INTERVAL_MS = 50.0
 
 
 def _env(environ, name: str) -> str:

@@ -134,6 +134,20 @@ class _Slot:
 
 
 @dataclass
+class _ParkedPrefix:
+    """An idle slot's KV cells, copied to host RAM with the tokens they hold."""
+
+    tokens: list[int]
+    state: ctypes.Array
+
+
+# Shorter prefixes are cheaper to evaluate again than to copy.
+_MIN_PARKED_TOKENS = 32
+# Host RAM for parked prefixes, oldest dropped first.
+PARKED_PREFIX_BUDGET_BYTES = 512 << 20
+
+
+@dataclass
 class _EmbedTask:
     inputs: list[str]
     truncate: bool
@@ -217,6 +231,9 @@ class Engine:
         self.n_batch = cfg.n_batch
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._slots = [_Slot(seq_id=i) for i in range(self.n_parallel)]
+        self._parked: list[_ParkedPrefix] = []
+        self._parked_bytes = 0
+        self._parked_budget = PARKED_PREFIX_BUDGET_BYTES
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.memory_bytes = int(llama_cpp.llama_model_size(model)) + int(llama_cpp.llama_state_get_size(ctx))
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
@@ -324,12 +341,16 @@ class Engine:
             seq = self._waiting.popleft()
             if seq.cancelled:
                 continue
-            slot = max(free, key=lambda s: (common_prefix_length(s.tokens, seq.prompt_tokens), -s.last_used))
+            slot = self._slot_for(seq.prompt_tokens, free)
             keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
             keep = min(keep, len(seq.prompt_tokens) - 1)  # the last prompt token must be decoded for logits
             llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, keep, -1)
             del slot.tokens[keep:]
             slot.busy = True
+            # Cells of idle slots would sit in every attention of the unified cache from now on.
+            for other in free:
+                if other is not slot:
+                    self._park(other)
             seq.slot = slot.seq_id
             seq.n_past = keep
             seq.prompt_eval_count = len(seq.prompt_tokens) - keep
@@ -337,6 +358,44 @@ class Engine:
             seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             seq.t_admit = time.perf_counter_ns()
             self._active.append(seq)
+
+    def _slot_for(self, prompt: list[int], free: list[_Slot]) -> _Slot:
+        """The free slot holding the longest prefix of ``prompt``, restored from host RAM if parked there."""
+        slot = max(free, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.last_used))
+        in_slot = common_prefix_length(slot.tokens, prompt)
+        parked = max(self._parked, key=lambda p: common_prefix_length(p.tokens, prompt), default=None)
+        if parked is None or common_prefix_length(parked.tokens, prompt) <= in_slot:
+            if in_slot < len(slot.tokens) // 2:
+                # Sharing only a little (a system prompt, a BOS) is no reason to destroy the
+                # rest of another conversation: it goes to host RAM first, as llama-server does.
+                self._park(slot)
+            return slot
+        # A parked prefix wins: bring it back into the least useful free slot.
+        slot = min(free, key=lambda s: (common_prefix_length(s.tokens, prompt), s.last_used))
+        self._park(slot)
+        self._parked.remove(parked)
+        self._parked_bytes -= len(parked.state)
+        if llama_cpp.llama_state_seq_set_data(self.ctx, parked.state, len(parked.state), slot.seq_id):
+            slot.tokens = parked.tokens
+        else:
+            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
+        return slot
+
+    def _park(self, slot: _Slot) -> None:
+        """Moves an idle slot's cells to host RAM, so they cost no attention until reused."""
+        if not slot.tokens:
+            return
+        if len(slot.tokens) >= _MIN_PARKED_TOKENS:
+            size = llama_cpp.llama_state_seq_get_size(self.ctx, slot.seq_id)
+            if size <= self._parked_budget:
+                state = (ctypes.c_uint8 * size)()
+                llama_cpp.llama_state_seq_get_data(self.ctx, state, size, slot.seq_id)
+                self._parked.append(_ParkedPrefix(tokens=slot.tokens, state=state))
+                self._parked_bytes += size
+                while self._parked_bytes > self._parked_budget:
+                    self._parked_bytes -= len(self._parked.pop(0).state)
+        llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
+        slot.tokens = []
 
     def _make_sampler(self, p: SamplingParams):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
@@ -463,6 +522,8 @@ class Engine:
         if seq.sampler is not None:
             llama_cpp.llama_sampler_free(seq.sampler)
             seq.sampler = None
+        if self._active:
+            self._park(slot)  # the sequences still decoding should not attend over it
 
     # ---------------------------------------------------------------- embeddings
 

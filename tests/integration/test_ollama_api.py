@@ -205,3 +205,21 @@ def test_disconnect_mid_stream_keeps_server_serving(server, client):
     # The abandoned generation was cancelled: a new request gets a slot and finishes promptly.
     reply = client.generate(BASE_MODEL, "Hello", raw=True, options={"num_predict": 4})
     assert reply.done and reply.eval_count == 4
+
+
+def test_interleaved_conversations_each_keep_their_prefix(client):
+    """Two chats taking turns: each one's history is reused, from a slot or from host RAM."""
+    def history(topic):
+        return [
+            {"role": "system", "content": f"You are a guide who only talks about {topic}. " * 4},
+            {"role": "user", "content": f"Tell me one fact about {topic}."},
+        ]
+
+    a, b = history("volcanoes"), history("lighthouses")
+    options = {**GREEDY, "num_predict": 8}
+    first_a = client.chat(CHAT_MODEL, messages=a, options=options)
+    client.chat(CHAT_MODEL, messages=b, options=options)
+    a += [{"role": "assistant", "content": first_a.message.content}, {"role": "user", "content": "And another?"}]
+    second_a = client.chat(CHAT_MODEL, messages=a, options=options)
+    assert first_a.prompt_eval_count > 60
+    assert second_a.prompt_eval_count < 25
