@@ -221,5 +221,5 @@ def test_interleaved_conversations_each_keep_their_prefix(client):
     client.chat(CHAT_MODEL, messages=b, options=options)
     a += [{"role": "assistant", "content": first_a.message.content}, {"role": "user", "content": "And another?"}]
     second_a = client.chat(CHAT_MODEL, messages=a, options=options)
-    assert first_a.prompt_eval_count > 60
+    assert first_a.prompt_eval_count > 40  # the long, topic-specific system prompt
     assert second_a.prompt_eval_count < 25
