@@ -147,7 +147,6 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         system = request.system if request.HasField("system") else None
         extra = {d.name: (list(v.values) if d.name == "stop" else v) for d, v in request.options.ListFields()}
         params = {**model.params, **extra}
-        resolve(params, None)  # the same validation as a request's options
         return models_pb2.ShowModelResponse(
             name=model.short_name,
             license="\n".join(model.license),

@@ -259,8 +259,6 @@ class Engine:
         if self._thread is not None:
             self._thread.join()
         llama_cpp.llama_batch_free(self._batch)
-        for slot in self._slots:
-            slot.tokens.clear()
         if self._embed_ctx:
             llama_cpp.llama_free(self._embed_ctx)
         llama_cpp.llama_free(self.ctx)
@@ -298,13 +296,13 @@ class Engine:
             self._waiting.append(seq)
             self._cond.notify()
 
-    def submit_embed(self, task: _EmbedTask) -> None:
+    def submit_embed(
+        self, inputs: list[str], truncate: bool, done: Callable[[list[list[float]] | None, int, str | None], None]
+    ) -> None:
+        """Queues an embedding of ``inputs``; ``done(vectors, token_count, error)`` is called from the engine thread."""
         with self._cond:
-            self._embed_tasks.append(task)
+            self._embed_tasks.append(_EmbedTask(inputs=list(inputs), truncate=truncate, done=done))
             self._cond.notify()
-
-    def embed_task(self, inputs, truncate, done) -> _EmbedTask:
-        return _EmbedTask(inputs=list(inputs), truncate=truncate, done=done)
 
     # ---------------------------------------------------------------- the loop
 
@@ -322,13 +320,15 @@ class Engine:
                 continue
             try:
                 self._step()
-            except Exception as exc:  # a failed decode fails the batch, not the runner
+            except Exception:  # a failed decode fails the batch, not the runner
                 log.exception("decode_failed")
-                for seq in self._active:
+                failed, self._active = self._active, []
+                for seq in failed:
                     self._release(seq)
+                    # What the failed step left in the cache is unknown: start that slot afresh.
+                    llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+                    self._slots[seq.slot].tokens = []
                     seq.fail("llama.cpp decode failed")
-                self._active.clear()
-                del exc
         for seq in self._active + list(self._waiting):
             seq.fail("runner is shutting down")
 

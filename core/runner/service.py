@@ -197,7 +197,7 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         def done(vectors, count, error):
             loop.call_soon_threadsafe(answer.set_result, (vectors, count, error))
 
-        self.engine.submit_embed(self.engine.embed_task(request.input, request.truncate, done))
+        self.engine.submit_embed(list(request.input), request.truncate, done)
         vectors, count, error = await answer
         if error is not None:
             code = grpc.StatusCode.INVALID_ARGUMENT if "exceeds the context" in error else grpc.StatusCode.INTERNAL
