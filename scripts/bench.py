@@ -164,15 +164,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="models to measure (default: both bundled)")
+    parser.add_argument("--store", type=Path, help="an existing models directory (default: a fresh one with the bundled models)")
     args = parser.parse_args()
     print(f"# herd bench: {args.tokens} tokens, {args.runs} runs, {args.threads} threads, num_ctx {args.ctx}")
     print(f"{'model':<16} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT ms':>12} {'herd TTFT ms':>13}")
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
-        store = Path(tmp)
+        store = args.store or Path(tmp)
         proc, base = start_herd(store, args.threads)
         try:
             with httpx.Client() as client:
-                for name in MODELS:
+                for name in args.models:
                     client.post(base + "/api/generate", json={"model": name, "options": {"num_thread": args.threads}}, timeout=600)
                     engine = RawEngine(model_path(store, name), args.threads, args.ctx)
                     herd_run(client, base, name, 16, args.threads, run=0)  # warm-up
