@@ -223,3 +223,31 @@ def test_interleaved_conversations_each_keep_their_prefix(client):
     second_a = client.chat(CHAT_MODEL, messages=a, options=options)
     assert first_a.prompt_eval_count > 40  # the long, topic-specific system prompt
     assert second_a.prompt_eval_count < 25
+
+
+def test_same_seed_same_text_and_num_predict_is_honoured(client):
+    options = {"seed": 7, "temperature": 1.0, "top_k": 50, "num_predict": 12}
+    one = client.generate(BASE_MODEL, "In the beginning", raw=True, options=options)
+    two = client.generate(BASE_MODEL, "In the beginning", raw=True, options=options)
+    assert one.response == two.response and one.eval_count == 12
+    greedy = client.generate(BASE_MODEL, "In the beginning", raw=True, options={**options, "temperature": 0})
+    assert greedy.eval_count == 12
+
+
+def test_num_ctx_reloads_the_model_with_that_context(client):
+    client.generate(BASE_MODEL, "Hi", raw=True, options={"num_predict": 1, "num_ctx": 1024})
+    running = {m.model: m for m in client.ps().models}
+    assert running[BASE_MODEL].context_length == 1024
+    client.generate(BASE_MODEL, "Hi", raw=True, options={"num_predict": 1})
+    assert {m.model: m for m in client.ps().models}[BASE_MODEL].context_length == 4096
+
+
+def test_keep_alive_expiry_unloads(client):
+    import time
+
+    client.generate(BASE_MODEL, "Hi", raw=True, keep_alive="1s", options={"num_predict": 1})
+    assert BASE_MODEL in {m.model for m in client.ps().models}
+    deadline = time.monotonic() + 10
+    while BASE_MODEL in {m.model for m in client.ps().models} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert BASE_MODEL not in {m.model for m in client.ps().models}

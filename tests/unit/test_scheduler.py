@@ -1,0 +1,140 @@
+"""The scheduler's lifecycle rules, on a scripted runner factory (no llama.cpp)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from herd.core.options import resolve
+from herd.core.scheduler import Scheduler
+from herd.core.settings import CoreSettings
+from herd.runner.v1 import runner_pb2
+
+
+@dataclass
+class FakeModel:
+    short_name: str = "m:latest"
+    digest: str = "d1"
+    model_path: Path = Path("/nonexistent/model.gguf")
+    context_length: int | None = 8192
+
+
+@dataclass
+class FakeRunner:
+    spec: object
+    alive: bool = True
+    stopped: bool = False
+    info: runner_pb2.InfoResponse = field(default_factory=lambda: runner_pb2.InfoResponse(n_ctx=4096))
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self.alive = False
+
+
+class Factory:
+    def __init__(self):
+        self.started: list[FakeRunner] = []
+
+    async def __call__(self, spec):
+        runner = FakeRunner(spec)
+        self.started.append(runner)
+        return runner
+
+
+def scheduler(**settings) -> tuple[Scheduler, Factory]:
+    factory = Factory()
+    return Scheduler(factory, CoreSettings(**settings)), factory
+
+
+def runner_opts(**options):
+    return resolve({}, None).runner if not options else resolve(options, None).runner
+
+
+@pytest.mark.anyio
+async def test_one_runner_serves_concurrent_requests_and_stays_for_keep_alive():
+    sched, factory = scheduler()
+    model = FakeModel()
+    async with sched.lease(model, runner_opts(), None), sched.lease(model, runner_opts(), None):
+        pass
+    assert len(factory.started) == 1
+    [loaded] = sched.running()
+    assert loaded.expires_at is not None and not factory.started[0].stopped
+
+
+@pytest.mark.anyio
+async def test_keep_alive_zero_unloads_after_the_request():
+    sched, factory = scheduler()
+    async with sched.lease(FakeModel(), runner_opts(), 0):
+        assert sched.is_loaded("m:latest")
+    await asyncio.sleep(0.05)
+    assert not sched.is_loaded("m:latest") and factory.started[0].stopped
+
+
+@pytest.mark.anyio
+async def test_keep_alive_expiry_unloads_an_idle_model():
+    sched, factory = scheduler()
+    await sched.load(FakeModel(), runner_opts(), 50_000_000)  # 50 ms
+    assert sched.is_loaded("m:latest")
+    await asyncio.sleep(0.2)
+    assert not sched.is_loaded("m:latest")
+
+
+@pytest.mark.anyio
+async def test_negative_keep_alive_never_expires():
+    sched, _ = scheduler()
+    await sched.load(FakeModel(), runner_opts(), -1)
+    [loaded] = sched.running()
+    assert loaded.expires_at is None
+
+
+@pytest.mark.anyio
+async def test_changing_a_runner_option_reloads_after_in_flight_requests_finish():
+    sched, factory = scheduler()
+    model = FakeModel()
+    order = []
+
+    async def first():
+        async with sched.lease(model, runner_opts(), None):
+            await asyncio.sleep(0.05)
+            order.append("first done")
+
+    async def second():
+        await asyncio.sleep(0.01)
+        async with sched.lease(model, runner_opts(num_ctx=2048), None) as (loaded, _):
+            order.append("second started")
+            assert loaded.runner.spec.options.num_ctx == 2048
+
+    await asyncio.gather(first(), second())
+    assert order == ["first done", "second started"]
+    assert len(factory.started) == 2 and factory.started[0].stopped
+
+
+@pytest.mark.anyio
+async def test_sampling_options_do_not_reload():
+    sched, factory = scheduler()
+    model = FakeModel()
+    await sched.load(model, resolve({"temperature": 0.1}, None).runner, None)
+    await sched.load(model, resolve({"temperature": 0.9, "top_k": 5}, None).runner, None)
+    assert len(factory.started) == 1
+
+
+@pytest.mark.anyio
+async def test_num_ctx_defaults_from_settings_and_is_capped_by_the_model():
+    sched, _ = scheduler(context_length=16384)
+    assert sched.runner_spec(FakeModel(context_length=8192), runner_opts()).options.num_ctx == 8192
+    assert sched.runner_spec(FakeModel(context_length=None), runner_opts()).options.num_ctx == 16384
+    default, _ = scheduler()
+    assert default.runner_spec(FakeModel(), runner_opts()).options.num_ctx == 4096
+
+
+@pytest.mark.anyio
+async def test_a_dead_runner_is_replaced_on_the_next_request():
+    sched, factory = scheduler()
+    model = FakeModel()
+    await sched.load(model, runner_opts(), None)
+    factory.started[0].alive = False
+    await sched.load(model, runner_opts(), None)
+    assert len(factory.started) == 2
