@@ -172,18 +172,8 @@ class Embeddings:
 
 
 def _sampling_pb(opts: ResolvedOptions) -> runner_pb2.Sampling:
-    return runner_pb2.Sampling(
-        temperature=opts.temperature,
-        top_k=opts.top_k,
-        top_p=opts.top_p,
-        min_p=opts.min_p,
-        typical_p=opts.typical_p,
-        repeat_last_n=opts.repeat_last_n,
-        repeat_penalty=opts.repeat_penalty,
-        presence_penalty=opts.presence_penalty,
-        frequency_penalty=opts.frequency_penalty,
-        seed=opts.seed,
-    )
+    # The runner's Sampling message names its fields after the options they come from.
+    return runner_pb2.Sampling(**{f.name: getattr(opts, f.name) for f in runner_pb2.Sampling.DESCRIPTOR.fields})
 
 
 def normalize(vector: list[float]) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -108,15 +109,7 @@ def _timestamp(moment: datetime) -> Timestamp:
 
 
 def _details_pb(model: StoredModel) -> common_pb2.ModelDetails:
-    d = model.details()
-    return common_pb2.ModelDetails(
-        parent_model=d.parent_model,
-        format=d.format,
-        family=d.family,
-        families=d.families,
-        parameter_size=d.parameter_size,
-        quantization_level=d.quantization_level,
-    )
+    return common_pb2.ModelDetails(**dataclasses.asdict(model.details()))
 
 
 class ModelsServicer(models_pb2_grpc.ModelsServicer):

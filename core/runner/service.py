@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import fields
 
 import grpc
 import structlog
@@ -28,18 +29,7 @@ _STOP_REASONS = {"stop": runner_pb2.STOP_REASON_STOP, "length": runner_pb2.STOP_
 
 
 def sampling_from_pb(pb: runner_pb2.Sampling) -> SamplingParams:
-    return SamplingParams(
-        temperature=pb.temperature,
-        top_k=pb.top_k,
-        top_p=pb.top_p,
-        min_p=pb.min_p,
-        typical_p=pb.typical_p,
-        repeat_last_n=pb.repeat_last_n,
-        repeat_penalty=pb.repeat_penalty,
-        presence_penalty=pb.presence_penalty,
-        frequency_penalty=pb.frequency_penalty,
-        seed=pb.seed,
-    )
+    return SamplingParams(**{f.name: getattr(pb, f.name) for f in fields(SamplingParams)})
 
 
 def fit_prompt(tokens: list[int], n_ctx: int, num_keep: int = 4) -> list[int]:
