@@ -35,26 +35,27 @@ async def _refuse_thinking_unless_supported(request: Request, model: str, not_fo
         raise ApiError(400, f"{go_quote(model)} does not support thinking")
 
 
-async def generate(request: Request) -> HTTPResponse | None:
-    call = translate.generate_request(parse_json_body(request.body))
+async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_response) -> HTTPResponse | None:
+    """Generate and chat alike: NDJSON chunks by default, one aggregated object for ``stream:false``."""
     not_found = f"model '{call.request.model}' not found"
     if call.think:
         await _refuse_thinking_unless_supported(request, call.request.model, not_found)
-    rpc = request.app.ctx.inference.Generate(call.request, metadata=_metadata(request))
+    rpc = rpc_method(call.request, metadata=_metadata(request))
     if call.stream:
-        return await stream_ndjson(request, rpc, translate.generate_chunk, not_found)
-    return json_response(translate.generate_response(await drain(rpc, not_found)))
+        return await stream_ndjson(request, rpc, to_chunk, not_found)
+    return json_response(to_response(await drain(rpc, not_found)))
+
+
+async def generate(request: Request) -> HTTPResponse | None:
+    call = translate.generate_request(parse_json_body(request.body))
+    inference = request.app.ctx.inference
+    return await _stream_or_drain(request, call, inference.Generate, translate.generate_chunk, translate.generate_response)
 
 
 async def chat(request: Request) -> HTTPResponse | None:
     call = translate.chat_request(parse_json_body(request.body))
-    not_found = f"model '{call.request.model}' not found"
-    if call.think:
-        await _refuse_thinking_unless_supported(request, call.request.model, not_found)
-    rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
-    if call.stream:
-        return await stream_ndjson(request, rpc, translate.chat_chunk, not_found)
-    return json_response(translate.chat_response(await drain(rpc, not_found)))
+    inference = request.app.ctx.inference
+    return await _stream_or_drain(request, call, inference.Chat, translate.chat_chunk, translate.chat_response)
 
 
 async def embed(request: Request) -> HTTPResponse:
