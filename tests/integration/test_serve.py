@@ -66,3 +66,29 @@ def test_logs_carry_one_request_id_through_gateway_core_and_runner(server):
     processes = {line.split('"process": "')[1].split('"')[0]
                  for line in server.log_text().splitlines() if request_id in line and '"process": "' in line}
     assert {"gateway", "core", "runner"} <= processes
+
+
+def runner_pids(server) -> list[int]:
+    pids = []
+    for pid in descendants(server.process.pid):
+        try:
+            if b"herd.core.runner.service" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def test_a_crashed_runner_fails_its_stream_in_band_and_is_reloaded(server):
+    body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "raw": True, "options": {"num_predict": 3000}}
+    lines = []
+    with httpx.stream("POST", server.base_url + "/api/generate", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            lines.append(line)
+            if len(lines) == 2:
+                for pid in runner_pids(server):
+                    os.kill(pid, signal.SIGKILL)
+    assert lines[-1] == '{"error":"llama runner process no longer running"}'
+    again = httpx.post(server.base_url + "/api/generate", json={**body, "stream": False, "options": {"num_predict": 3}}, timeout=120)
+    assert again.status_code == 200 and again.json()["eval_count"] == 3
