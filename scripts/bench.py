@@ -67,8 +67,8 @@ def prompt_for(run: int) -> str:
     return f"{run}. {PROMPT}"
 
 
-def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: int, run: int) -> tuple[float, float, int]:
-    """(decode tokens/s, TTFT seconds, tokens) of one streamed generation, seen by the client."""
+def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: int, run: int) -> tuple[float, float, float]:
+    """(decode tokens/s seen by the client, TTFT seconds, decode tokens/s the runner reports)."""
     body = {"model": model, "prompt": prompt_for(run), "raw": True, "stream": True,
             "options": {**SAMPLING, "num_predict": tokens, "num_thread": threads}}
     sent = time.perf_counter()
@@ -86,7 +86,7 @@ def herd_run(client: httpx.Client, base: str, model: str, tokens: int, threads: 
             if chunk.get("done"):
                 final = chunk
     count = final["eval_count"]
-    return (count - 1) / (last - first), first - sent, count
+    return (count - 1) / (last - first), first - sent, count / (final["eval_duration"] / 1e9)
 
 
 class RawEngine:
@@ -168,7 +168,8 @@ def main() -> int:
     parser.add_argument("--store", type=Path, help="an existing models directory (default: a fresh one with the bundled models)")
     args = parser.parse_args()
     print(f"# herd bench: {args.tokens} tokens, {args.runs} runs, {args.threads} threads, num_ctx {args.ctx}")
-    print(f"{'model':<16} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT ms':>12} {'herd TTFT ms':>13}")
+    print(f"{'model':<16} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT ms':>12} {'herd TTFT ms':>13}"
+          f" {'runner tok/s':>13}")
     with tempfile.TemporaryDirectory(prefix="herd-bench-") as tmp:
         store = args.store or Path(tmp)
         proc, base = start_herd(store, args.threads)
@@ -191,7 +192,8 @@ def main() -> int:
                     raw_rate = statistics.median(r[0] for r in raw)
                     print(f"{name:<16} {raw_rate:>10.1f} {herd_rate:>11.1f} {herd_rate / raw_rate:>6.3f} "
                           f"{statistics.median(r[1] for r in raw) * 1e3:>12.1f} "
-                          f"{statistics.median(r[1] for r in herd) * 1e3:>13.1f}")
+                          f"{statistics.median(r[1] for r in herd) * 1e3:>13.1f} "
+                          f"{statistics.median(r[2] for r in herd):>13.1f}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)
