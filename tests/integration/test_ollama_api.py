@@ -251,3 +251,21 @@ def test_keep_alive_expiry_unloads(client):
     while BASE_MODEL in {m.model for m in client.ps().models} and time.monotonic() < deadline:
         time.sleep(0.2)
     assert BASE_MODEL not in {m.model for m in client.ps().models}
+
+
+def test_model_without_template_layer_uses_the_gguf_chat_template(server, client):
+    """An Ollama store may hold models with no TEMPLATE layer: the GGUF's Jinja template serves them."""
+    import json
+
+    library = server.models_dir / "manifests" / "registry.ollama.ai" / "library"
+    manifest = json.loads((library / "smollm2" / "135m").read_text())
+    manifest["layers"] = [l for l in manifest["layers"] if not l["mediaType"].endswith(".template")]
+    (library / "smollm2-jinja").mkdir(exist_ok=True)
+    (library / "smollm2-jinja" / "latest").write_text(json.dumps(manifest))
+    shown = client.show("smollm2-jinja")
+    assert shown.template == "{{ .Prompt }}"  # what Ollama shows for a model without one
+    reply = client.chat("smollm2-jinja", messages=[{"role": "user", "content": "What is the capital of France?"}], options=GREEDY)
+    assert reply.message.content.strip()
+    # SmolLM2's own Jinja template adds its default system turn: the 16-token ChatML prompt of
+    # the library template becomes over 30 tokens (a new runner, so nothing comes from cache).
+    assert reply.prompt_eval_count > 30
