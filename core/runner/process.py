@@ -7,6 +7,7 @@ Its stdin is a pipe held by core, so a runner never outlives the core that start
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -106,20 +107,23 @@ async def start_runner(
     """Spawns a runner for ``spec`` and waits until its model is loaded."""
     socket_dir = tempfile.mkdtemp(prefix="herd-runner-", dir=runtime_dir)
     opts = spec.options
+    # The runner's EngineConfig, by field name (core never imports the engine, which loads llama.cpp).
+    engine = {
+        "model_path": str(spec.model_path),
+        "n_ctx": opts.num_ctx,
+        "n_parallel": spec.n_parallel,
+        "n_batch": opts.num_batch,
+        "n_threads": opts.num_thread,
+        "n_gpu_layers": opts.num_gpu,
+        "main_gpu": opts.main_gpu,
+        "use_mmap": opts.use_mmap,
+    }
     args = [
         sys.executable, "-m", "herd.core.runner.service",
         "--socket", f"{socket_dir}/runner.sock",
-        "--model", str(spec.model_path),
-        "--ctx", str(opts.num_ctx),
-        "--parallel", str(spec.n_parallel),
-        "--batch", str(opts.num_batch),
-        "--threads", str(opts.num_thread),
-        "--gpu-layers", str(opts.num_gpu),
-        "--main-gpu", str(opts.main_gpu),
+        "--engine", json.dumps(engine),
         "--stream-interval-ms", str(stream_interval_ms),
     ]
-    if not opts.use_mmap:
-        args.append("--no-mmap")
     process = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE)
     runner = Runner(spec, process, socket_dir)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -227,31 +228,12 @@ async def serve(socket_path: str, config: EngineConfig, stream_interval_s: float
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="herd-runner")
-    parser.add_argument("--socket", required=True)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--ctx", type=int, default=4096)
-    parser.add_argument("--parallel", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=512)
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--gpu-layers", type=int, default=-1)
-    parser.add_argument("--main-gpu", type=int, default=0)
-    parser.add_argument("--no-mmap", action="store_true")
+    parser.add_argument("--socket", required=True, help="unix socket to serve on")
+    parser.add_argument("--engine", required=True, help="EngineConfig fields as a JSON object")
     parser.add_argument("--stream-interval-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     configure_logging("runner")
-    # The engine thread needs the GIL for a few microseconds between decodes; by default a
-    # busy event loop may keep it for up to 5 ms, stalling the whole batch.
-    sys.setswitchinterval(float(os.environ.get("HERD_SWITCH_INTERVAL", "0.0002")))
-    config = EngineConfig(
-        model_path=args.model,
-        n_ctx=args.ctx,
-        n_parallel=args.parallel,
-        n_batch=args.batch,
-        n_threads=args.threads,
-        n_gpu_layers=args.gpu_layers,
-        main_gpu=args.main_gpu,
-        use_mmap=not args.no_mmap,
-    )
+    config = EngineConfig(**json.loads(args.engine))
     asyncio.run(serve(args.socket, config, args.stream_interval_ms / 1000))
 
 
