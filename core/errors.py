@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import grpc
 
+from herd.core.store.create import CreateError
+from herd.core.store.manifest import InvalidDigest
 from herd.core.store.names import InvalidModelName
-from herd.core.store.store import ModelNotFound
+from herd.core.store.store import DigestMismatch, ModelNotFound
 from herd.core.templates.gotemplate import TemplateError
 
 
@@ -38,7 +40,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.NOT_FOUND, f"model '{exc.name}' not found"
     if isinstance(exc, InvalidModelName):
         return grpc.StatusCode.INVALID_ARGUMENT, "invalid model name"
-    if isinstance(exc, InvalidRequest):
+    if isinstance(exc, InvalidDigest):
+        return grpc.StatusCode.INVALID_ARGUMENT, "invalid digest format"
+    if isinstance(exc, (InvalidRequest, CreateError, DigestMismatch)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, CapabilityMissing):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)

@@ -324,7 +324,8 @@ class Inference:
         return Embeddings(vectors, metrics)
 
 
-def _json_object(text: str, what: str) -> dict:
+def json_object(text: str, what: str) -> dict:
+    """``text`` as a JSON object; InvalidRequest names ``what`` otherwise."""
     try:
         value = json.loads(text or "{}")
     except ValueError:
@@ -355,7 +356,7 @@ def _tools_from_pb(tools) -> list[Tool]:
             "function": {
                 "name": t.function.name,
                 "description": t.function.description,
-                "parameters": _json_object(t.function.parameters_json, "tool parameters"),
+                "parameters": json_object(t.function.parameters_json, "tool parameters"),
             },
         })
         for t in tools
@@ -370,7 +371,7 @@ def _messages_from_pb(messages) -> list[Message]:
             "thinking": m.thinking,
             "images": list(m.images),
             "tool_calls": [
-                {"id": c.id, "function": {"index": c.index, "name": c.name, "arguments": _json_object(c.arguments_json, "tool call arguments")}}
+                {"id": c.id, "function": {"index": c.index, "name": c.name, "arguments": json_object(c.arguments_json, "tool call arguments")}}
                 for c in m.tool_calls
             ],
             "tool_name": m.tool_name,

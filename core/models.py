@@ -15,16 +15,19 @@ _TEMPLATE_CACHE_SIZE = 64
 class ModelCatalog:
     def __init__(self, store: ModelStore):
         self.store = store
-        self._models: dict[str, StoredModel] = {}  # manifest digest → model
+        # A copy shares its manifest bytes (so its digest) with the original: key by name too.
+        self._models: dict[tuple[str, str], StoredModel] = {}
         self._templates: dict[tuple, PromptTemplate] = {}
 
     def get(self, name: str) -> StoredModel:
         """The model called ``name``; raises InvalidModelName or ModelNotFound."""
-        found = self.store.get(name)
-        return self._models.setdefault(found.digest, found)
+        return self._cached(self.store.get(name))
 
     def list(self) -> list[StoredModel]:
-        return [self._models.setdefault(m.digest, m) for m in self.store.list_models()]
+        return [self._cached(m) for m in self.store.list_models()]
+
+    def _cached(self, model: StoredModel) -> StoredModel:
+        return self._models.setdefault((model.digest, str(model.name)), model)
 
     def template(self, model: StoredModel, override: str | None = None) -> PromptTemplate:
         """The model's prompt template: ``override``, its TEMPLATE layer, or its GGUF chat template."""

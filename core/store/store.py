@@ -38,6 +38,7 @@ from herd.core.store.manifest import (
     CorruptManifest,
     Manifest,
     blob_filename,
+    validate_digest,
 )
 from herd.core.store.names import InvalidModelName, ModelName
 
@@ -60,6 +61,13 @@ class ModelNotFound(LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+class DigestMismatch(ValueError):
+    """Uploaded bytes do not hash to the digest they were sent under."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f'digest mismatch, expected "{expected}", got "{actual}"')
 
 
 class CorruptModel(ValueError):
@@ -141,6 +149,45 @@ class ModelStore:
         """Store bytes as a blob; returns its ``sha256:<hex>`` digest and size."""
         return self._add_blob(iter((data,)))
 
+    def copy(self, source: str, destination: str) -> None:
+        """Gives ``source``'s manifest a second name (both share every blob)."""
+        model = self.get(source)
+        self.write_manifest(ModelName.parse(destination), model.manifest)
+
+    def delete(self, name: str) -> None:
+        """Removes a model, then every blob of it that no other manifest names."""
+        model = self.get(name)
+        path = model.name.manifest_path(self.root)
+        path.unlink()
+        for parent in path.parents:
+            if parent == self.manifests_dir:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        log.info("manifest_removed", model=str(model.name))
+        referenced = self._referenced_digests()
+        if referenced is None:
+            log.warning("blobs_kept", reason="an unreadable manifest may still need them")
+            return
+        for layer in (model.manifest.config, *model.manifest.layers):
+            if layer.digest not in referenced:
+                self.blob_path(layer.digest).unlink(missing_ok=True)
+
+    def _referenced_digests(self) -> set[str] | None:
+        """Every digest a manifest names, or None when some manifest cannot be read."""
+        digests: set[str] = set()
+        for path in self.manifests_dir.glob("*/*/*/*"):
+            if path.is_dir():
+                continue
+            try:
+                manifest = self._load(ModelName(*path.relative_to(self.manifests_dir).parts), path).manifest
+            except (InvalidModelName, CorruptManifest, OSError):
+                return None
+            digests.update(layer.digest for layer in (manifest.config, *manifest.layers))
+        return digests
+
     def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
         """Make a model visible by writing its manifest; every blob it names must already be stored."""
         for layer in (manifest.config, *manifest.layers):
@@ -203,31 +250,62 @@ class ModelStore:
         )
 
     def _add_blob(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        self.blobs_dir.mkdir(parents=True, exist_ok=True)
-        hasher = hashlib.sha256()
-        size = 0
-        descriptor, temp_name = tempfile.mkstemp(dir=self.blobs_dir, prefix=_TEMP_PREFIX)
+        upload = BlobUpload(self)
         try:
-            with os.fdopen(descriptor, "wb") as temp:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    temp.write(chunk)
-                    size += len(chunk)
-                temp.flush()
-                os.fsync(temp.fileno())
-            digest = f"sha256:{hasher.hexdigest()}"
-            final = self.blob_path(digest)
+            for chunk in chunks:
+                upload.write(chunk)
+        except BaseException:
+            upload.abort()
+            raise
+        upload.commit()
+        return upload.digest, upload.size
+
+
+class BlobUpload:
+    """Bytes on their way into the store: hashed as they are written to a hidden temporary file,
+    which gets its content-addressed name only once the digest is known (and, when one was
+    given, checked). ``commit`` returns True when the blob is new; ``abort`` leaves nothing.
+    """
+
+    def __init__(self, store: ModelStore, expected: str | None = None) -> None:
+        self._store = store
+        self._expected = validate_digest(expected) if expected is not None else None
+        store.blobs_dir.mkdir(parents=True, exist_ok=True)
+        descriptor, self._temp_name = tempfile.mkstemp(dir=store.blobs_dir, prefix=_TEMP_PREFIX)
+        self._file = os.fdopen(descriptor, "wb")
+        self._hasher = hashlib.sha256()
+        self.size = 0
+        self.digest = ""
+
+    def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def commit(self) -> bool:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self.digest = f"sha256:{self._hasher.hexdigest()}"
+            if self._expected is not None and self.digest != self._expected:
+                raise DigestMismatch(self._expected, self.digest)
+            final = self._store.blob_path(self.digest)
             if final.is_file():
-                log.debug("blob_reused", digest=digest)
-            else:
-                os.chmod(temp_name, 0o644)
-                os.replace(temp_name, final)
-                _fsync_directory(self.blobs_dir)
-                log.debug("blob_added", digest=digest, size=size)
+                log.debug("blob_reused", digest=self.digest)
+                return False
+            os.chmod(self._temp_name, 0o644)
+            os.replace(self._temp_name, final)
+            _fsync_directory(self._store.blobs_dir)
+            log.debug("blob_added", digest=self.digest, size=self.size)
+            return True
         finally:
-            if os.path.exists(temp_name):
-                os.unlink(temp_name)
-        return digest, size
+            self.abort()
+
+    def abort(self) -> None:
+        self._file.close()
+        if os.path.exists(self._temp_name):
+            os.unlink(self._temp_name)
 
 
 class StoredModel:

@@ -854,3 +854,29 @@ def options_from_map(options: Mapping[str, Any] | None) -> common_pb2.Options:
         if field is not None:
             setattr(pb, field, converted)
     return pb
+
+COPY_REQUEST = GoStruct("CopyRequest", "api.CopyRequest", {"source": STRING, "destination": STRING})
+
+DELETE_REQUEST = GoStruct("DeleteRequest", "api.DeleteRequest", {"model": STRING, "name": STRING})
+
+_STRING_MAP = _Object("map[string]string")
+
+CREATE_REQUEST = GoStruct(
+    "CreateRequest",
+    "api.CreateRequest",
+    {
+        "model": STRING,
+        "name": STRING,
+        "stream": BOOL,
+        "quantize": STRING,
+        "quantization": STRING,
+        "from": STRING,
+        "files": _STRING_MAP,
+        "adapters": _STRING_MAP,
+        "template": STRING,
+        "license": ANY,
+        "system": STRING,
+        "parameters": OPTIONS,
+        "messages": _Slice(MESSAGE, "[]api.Message"),
+    },
+)

@@ -7,6 +7,7 @@ error body through the app's exception handler.
 
 from __future__ import annotations
 
+import re
 import time
 
 from sanic import Blueprint, Request
@@ -92,6 +93,60 @@ async def ps(request: Request) -> HTTPResponse:
     return json_response(translate.ps_response(await unary(rpc), time.time_ns()))
 
 
+async def copy(request: Request) -> HTTPResponse:
+    pb = translate.copy_request(parse_json_body(request.body))
+    rpc = request.app.ctx.models.Copy(pb, metadata=_metadata(request))
+    await unary(rpc, f"model {go_quote(pb.source)} not found")
+    return HTTPResponse(status=200)
+
+
+async def delete(request: Request) -> HTTPResponse:
+    pb = translate.delete_request(parse_json_body(request.body))
+    rpc = request.app.ctx.models.Delete(pb, metadata=_metadata(request))
+    await unary(rpc, f"model '{pb.model}' not found")
+    return HTTPResponse(status=200)
+
+
+_DIGEST = re.compile(r"sha256[:-][0-9a-fA-F]{64}")
+_UPLOAD_CHUNK = 1 << 20
+
+
+async def blob_exists(request: Request, digest: str) -> HTTPResponse:
+    if not _DIGEST.fullmatch(digest):
+        raise ApiError(400, "invalid digest format")
+    rpc = request.app.ctx.models.HasBlob(models_pb2.HasBlobRequest(digest=digest), metadata=_metadata(request))
+    if not (await unary(rpc)).exists:
+        raise ApiError(404, f"blob {go_quote(digest)} not found")
+    return HTTPResponse(status=200)
+
+
+async def blob_upload(request: Request, digest: str) -> HTTPResponse:
+    """Streams the body to core, which keeps it only if it hashes to ``digest``."""
+    if not _DIGEST.fullmatch(digest):
+        raise ApiError(400, "invalid digest format")
+    # Model weights are gigabytes: this route alone lifts the body limit and never buffers it.
+    request.stream.request_max_size = float("inf")
+
+    async def chunks():
+        yield models_pb2.PutBlobRequest(digest=digest)
+        while (data := await request.stream.read()) is not None:
+            for start in range(0, len(data), _UPLOAD_CHUNK):
+                yield models_pb2.PutBlobRequest(data=data[start : start + _UPLOAD_CHUNK])
+
+    rpc = request.app.ctx.models.PutBlob(chunks(), metadata=_metadata(request))
+    reply = await unary(rpc)
+    return HTTPResponse(status=201 if reply.created else 200)
+
+
+async def create(request: Request) -> HTTPResponse | None:
+    call = translate.create_request(parse_json_body(request.body))
+    rpc = request.app.ctx.models.Create(call.request, metadata=_metadata(request))
+    not_found = f"model {go_quote(getattr(call.request, 'from'))} not found"
+    if call.stream:
+        return await stream_ndjson(request, rpc, translate.progress_chunk, not_found)
+    return json_response(translate.progress_chunk((await drain(rpc, not_found))[-1]))
+
+
 def create_blueprint() -> Blueprint:
     """The /api routes of Ollama's native dialect, on a fresh blueprint for each app."""
     blueprint = Blueprint("ollama")
@@ -102,4 +157,9 @@ def create_blueprint() -> Blueprint:
     blueprint.add_route(tags, "/api/tags", methods=["GET", "HEAD"])
     blueprint.add_route(show, "/api/show", methods=["POST"])
     blueprint.add_route(ps, "/api/ps", methods=["GET"])
+    blueprint.add_route(copy, "/api/copy", methods=["POST"])
+    blueprint.add_route(delete, "/api/delete", methods=["DELETE"])
+    blueprint.add_route(create, "/api/create", methods=["POST"])
+    blueprint.add_route(blob_exists, "/api/blobs/<digest>", methods=["HEAD"])
+    blueprint.add_route(blob_upload, "/api/blobs/<digest>", methods=["POST"], stream=True)
     return blueprint

@@ -22,6 +22,9 @@ from herd.gofmt import go_quote
 from herd.rest.errors import ApiError, dumps
 from herd.rest.ollama.parsing import (
     CHAT_REQUEST,
+    COPY_REQUEST,
+    CREATE_REQUEST,
+    DELETE_REQUEST,
     EMBED_REQUEST,
     EMBEDDING_REQUEST,
     GENERATE_REQUEST,
@@ -460,3 +463,69 @@ def ps_response(message: models_pb2.ListRunningResponse, now_ns: int) -> dict:
             }
         )
     return {"models": models}
+
+
+# ---------------------------------------------------------------------------------------------
+# Model management
+
+
+def copy_request(document: Any) -> models_pb2.CopyModelRequest:
+    fields = decode_request(document, COPY_REQUEST)
+    return models_pb2.CopyModelRequest(source=fields.get("source", ""), destination=fields.get("destination", ""))
+
+
+def delete_request(document: Any) -> models_pb2.DeleteModelRequest:
+    fields = decode_request(document, DELETE_REQUEST)
+    model = fields.get("model") or fields.get("name") or ""
+    if not model:
+        raise ApiError(400, MODEL_REQUIRED)
+    return models_pb2.DeleteModelRequest(model=model)
+
+
+@dataclass(frozen=True)
+class CreateCall:
+    request: models_pb2.CreateModelRequest
+    stream: bool
+
+
+def create_request(document: Any) -> CreateCall:
+    fields = decode_request(document, CREATE_REQUEST)
+    model = fields.get("model") or fields.get("name") or ""
+    if not model:
+        raise ApiError(400, MODEL_REQUIRED)
+    for mapping in (fields.get("files") or {}, fields.get("adapters") or {}):
+        if not all(isinstance(value, str) for value in mapping.values()):
+            raise ApiError(400, "invalid digest format")
+    license_value = fields.get("license")
+    if isinstance(license_value, str):
+        licenses = [license_value]
+    elif isinstance(license_value, list) and all(isinstance(item, str) for item in license_value):
+        licenses = license_value
+    elif license_value is None:
+        licenses = []
+    else:
+        raise ApiError(400, "license must be a string or a list of strings")
+    pb = models_pb2.CreateModelRequest(
+        model=model,
+        files=fields.get("files") or {},
+        adapters=fields.get("adapters") or {},
+        license=licenses,
+        parameters_json=dumps(fields.get("parameters") or {}),
+        quantize=fields.get("quantize") or fields.get("quantization") or "",
+        messages=[models_pb2.ModelMessage(role=m.get("role", ""), content=m.get("content", "")) for m in fields.get("messages") or []],
+    )
+    setattr(pb, "from", fields.get("from", ""))
+    for key in ("template", "system"):
+        if key in fields:
+            setattr(pb, key, fields[key])
+    return CreateCall(pb, fields.get("stream", True))
+
+
+def progress_chunk(message: models_pb2.ProgressUpdate) -> dict:
+    chunk: dict[str, Any] = {"status": message.status}
+    if message.digest:
+        chunk["digest"] = message.digest
+    if message.total:
+        chunk["total"] = message.total
+        chunk["completed"] = message.completed
+    return chunk

@@ -60,6 +60,31 @@ class ModelsStub:
                 request_serializer=herd_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
                 response_deserializer=herd_dot_v1_dot_models__pb2.UnloadModelResponse.FromString,
                 _registered_method=True)
+        self.Copy = channel.unary_unary(
+                '/herd.v1.Models/Copy',
+                request_serializer=herd_dot_v1_dot_models__pb2.CopyModelRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.CopyModelResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/herd.v1.Models/Delete',
+                request_serializer=herd_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
+        self.Create = channel.unary_stream(
+                '/herd.v1.Models/Create',
+                request_serializer=herd_dot_v1_dot_models__pb2.CreateModelRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+                _registered_method=True)
+        self.HasBlob = channel.unary_unary(
+                '/herd.v1.Models/HasBlob',
+                request_serializer=herd_dot_v1_dot_models__pb2.HasBlobRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.HasBlobResponse.FromString,
+                _registered_method=True)
+        self.PutBlob = channel.stream_unary(
+                '/herd.v1.Models/PutBlob',
+                request_serializer=herd_dot_v1_dot_models__pb2.PutBlobRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.PutBlobResponse.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -101,6 +126,41 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Copy(self, request, context):
+        """Gives a model a second name; the two share their layers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Removes a model; blobs no other model uses are removed with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Create(self, request, context):
+        """Creates a model from an existing one or from uploaded blobs, streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HasBlob(self, request, context):
+        """Reports whether the store holds a blob.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutBlob(self, request_iterator, context):
+        """Uploads a blob in chunks; it is stored only if its bytes hash to the digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +188,31 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.Unload,
                     request_deserializer=herd_dot_v1_dot_models__pb2.UnloadModelRequest.FromString,
                     response_serializer=herd_dot_v1_dot_models__pb2.UnloadModelResponse.SerializeToString,
+            ),
+            'Copy': grpc.unary_unary_rpc_method_handler(
+                    servicer.Copy,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.CopyModelRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.CopyModelResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.DeleteModelRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'Create': grpc.unary_stream_rpc_method_handler(
+                    servicer.Create,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.CreateModelRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.SerializeToString,
+            ),
+            'HasBlob': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasBlob,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.HasBlobRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.HasBlobResponse.SerializeToString,
+            ),
+            'PutBlob': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutBlob,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.PutBlobRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.PutBlobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +351,141 @@ class Models:
             '/herd.v1.Models/Unload',
             herd_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
             herd_dot_v1_dot_models__pb2.UnloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Copy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herd.v1.Models/Copy',
+            herd_dot_v1_dot_models__pb2.CopyModelRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.CopyModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herd.v1.Models/Delete',
+            herd_dot_v1_dot_models__pb2.DeleteModelRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Create(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/herd.v1.Models/Create',
+            herd_dot_v1_dot_models__pb2.CreateModelRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herd.v1.Models/HasBlob',
+            herd_dot_v1_dot_models__pb2.HasBlobRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.HasBlobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutBlob(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/herd.v1.Models/PutBlob',
+            herd_dot_v1_dot_models__pb2.PutBlobRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.PutBlobResponse.FromString,
             options,
             channel_credentials,
             insecure,
