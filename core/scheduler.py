@@ -8,6 +8,7 @@ runner options differ from the loaded runner's waits for the runner to drain, th
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -16,9 +17,10 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import structlog
 
+from herd.core.errors import RunnerFailed
 from herd.core.options import RunnerOptions
 from herd.core.runner.process import Runner, RunnerSpec
-from herd.core.settings import DEFAULT_NUM_CTX, CoreSettings
+from herd.core.settings import DEFAULT_MAX_LOADED_MODELS, DEFAULT_NUM_CTX, CoreSettings
 from herd.core.store.store import StoredModel
 
 log = structlog.get_logger(__name__)
@@ -28,12 +30,60 @@ RunnerFactory = Callable[[RunnerSpec], Awaitable[Runner]]
 DEFAULT_NUM_PARALLEL = 4
 
 
+def kv_cache_bytes(model: StoredModel, n_ctx: int) -> int:
+    """f16 K and V for ``n_ctx`` tokens: 2 · layers · kv_heads · head_dim · 2 bytes per token."""
+    info = model.gguf()
+    layers = info.architecture_value("block_count") or 0
+    heads = info.architecture_value("attention.head_count") or 1
+    kv_heads = info.architecture_value("attention.head_count_kv") or heads
+    if isinstance(heads, list):
+        heads = max(heads) or 1
+    if isinstance(kv_heads, list):  # per-layer counts
+        kv_heads = sum(kv_heads) / max(1, len(kv_heads))
+    head_dim = info.architecture_value("attention.key_length") or (info.architecture_value("embedding_length") or 0) // heads
+    return int(2 * layers * kv_heads * head_dim * 2 * n_ctx)
+
+
+def estimate_bytes(model: StoredModel, spec: RunnerSpec) -> int:
+    """Memory a runner for ``spec`` will take: weights, KV cache for every slot, compute buffers.
+
+    The compute buffer is dominated by the logits of a full batch (vocabulary × batch × 4 bytes).
+    """
+    vocab = len(model.gguf().metadata.get("tokenizer.ggml.tokens") or ())
+    weights = spec.model_path.stat().st_size
+    kv = kv_cache_bytes(model, spec.options.num_ctx * spec.n_parallel)
+    compute = vocab * 4 * min(spec.options.num_batch, 512) + (64 << 20)
+    return weights + kv + compute
+
+
+def available_memory_bytes() -> int:
+    """What the kernel says new allocations can take without swapping."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def human_bytes(n: int) -> str:
+    """Sizes as Ollama's errors print them, e.g. ``3.2 GiB``."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 @dataclass
 class LoadedModel:
     model: StoredModel
     runner: Runner
     keep_alive_ns: int
+    size: int = 0  # the memory estimate it was admitted with
     leases: int = 0
+    last_used: float = 0.0
     expires_at: datetime | None = None  # None: never
     expiry: asyncio.TimerHandle | None = None
     drained: asyncio.Event = field(default_factory=asyncio.Event)
@@ -44,9 +94,18 @@ class LoadedModel:
 
 
 class Scheduler:
-    def __init__(self, runner_factory: RunnerFactory, settings: CoreSettings):
+    def __init__(
+        self,
+        runner_factory: RunnerFactory,
+        settings: CoreSettings,
+        memory_available: Callable[[], int] = available_memory_bytes,
+        estimate: Callable[[StoredModel, RunnerSpec], int] = estimate_bytes,
+    ):
         self._start_runner = runner_factory
         self._settings = settings
+        self._memory_available = memory_available
+        self._estimate = estimate
+        self._max_loaded = settings.max_loaded_models or DEFAULT_MAX_LOADED_MODELS
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -88,8 +147,10 @@ class Scheduler:
                 await self._stop(key)
                 loaded = None
             if loaded is None:
+                size = self._estimate(model, spec)
+                await self._make_room(key, size)
                 runner = await self._start_runner(spec)
-                loaded = LoadedModel(model=model, runner=runner, keep_alive_ns=keep_alive)
+                loaded = LoadedModel(model=model, runner=runner, keep_alive_ns=keep_alive, size=size)
                 self._loaded[key] = loaded
                 log.info("model_loaded", model=key, load_ns=time.perf_counter_ns() - started)
             loaded.keep_alive_ns = keep_alive
@@ -100,8 +161,35 @@ class Scheduler:
                 loaded.expiry = None
         return loaded, time.perf_counter_ns() - started
 
+    async def _make_room(self, key: str, needed: int) -> None:
+        """Unloads idle models, least recently used first, until ``needed`` bytes and a slot are free.
+
+        While every other model is busy this waits for one to finish; a model that cannot fit even
+        with nothing else loaded is refused rather than pushed into swap.
+        """
+        while True:
+            others = {k: m for k, m in self._loaded.items() if k != key}
+            available = self._memory_available()
+            if len(others) < self._max_loaded and needed <= available:
+                return
+            idle = sorted((m for m in others.values() if not m.leases), key=lambda m: m.last_used)
+            if idle:
+                victim = idle[0].model.short_name
+                log.info("model_evicted", model=victim, needed=needed, available=available)
+                await self._stop(victim)
+                continue
+            if not others:
+                raise RunnerFailed(
+                    f"model requires more system memory ({human_bytes(needed)}) than is available ({human_bytes(available)})"
+                )
+            waits = [asyncio.ensure_future(m.drained.wait()) for m in others.values()]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+
     def _release(self, loaded: LoadedModel) -> None:
         loaded.leases -= 1
+        loaded.last_used = time.monotonic()
         if loaded.leases:
             return
         loaded.drained.set()
@@ -131,7 +219,9 @@ class Scheduler:
             return True
 
     async def _stop(self, key: str) -> None:
-        loaded = self._loaded.pop(key)
+        loaded = self._loaded.pop(key, None)
+        if loaded is None:  # another request stopped it first
+            return
         if loaded.expiry is not None:
             loaded.expiry.cancel()
         await loaded.runner.stop()

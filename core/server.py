@@ -16,7 +16,7 @@ from herd.core.models import ModelCatalog
 from herd.core.runner.process import start_runner
 from herd.core.scheduler import Scheduler
 from herd.core.servicers import InferenceServicer, ModelsServicer
-from herd.core.settings import CoreSettings
+from herd.core.settings import PRUNE_GRACE_S, CoreSettings
 from herd.core.store.bundled import import_bundled_models
 from herd.core.store.store import ModelStore
 from herd.logs import configure_logging
@@ -52,6 +52,8 @@ class CoreServer:
         if self.settings.import_bundled and self.store.is_empty():
             imported = await asyncio.to_thread(import_bundled_models, self.store)
             log.info("bundled_models_imported", models=imported)
+        if self.settings.prune:
+            await asyncio.to_thread(self.store.prune, PRUNE_GRACE_S)
         inference_pb2_grpc.add_InferenceServicer_to_server(
             InferenceServicer(Inference(self.catalog, self.scheduler)), self.server
         )

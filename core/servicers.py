@@ -186,7 +186,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         for loaded in self.scheduler.running():
             pb = models_pb2.RunningModel(
                 name=loaded.model.short_name,
-                size=loaded.runner.info.memory_bytes,
+                size=loaded.size,
                 size_vram=loaded.runner.info.vram_bytes,
                 digest=loaded.model.digest,
                 details=_details_pb(loaded.model),

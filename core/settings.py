@@ -11,6 +11,10 @@ from herd.durations import parse_env_duration
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 DEFAULT_NUM_CTX = 4096
 DEFAULT_LOAD_TIMEOUT_NS = 5 * 60 * 1_000_000_000
+# As Ollama on a CPU: three models at once when OLLAMA_MAX_LOADED_MODELS is 0 or unset.
+DEFAULT_MAX_LOADED_MODELS = 3
+# Orphaned blobs younger than this may belong to a create or pull still in progress.
+PRUNE_GRACE_S = 3600
 # Shortest time between two streamed messages of one request (0: one message per token).
 # Each message wakes runner, core, gateway and client while the decode threads want every
 # core: on 2 cores one message per token cost 10-15 % of decode speed, one per 50 ms (20 a
@@ -34,6 +38,8 @@ class CoreSettings:
     stream_interval_ms: float = DEFAULT_STREAM_INTERVAL_MS
     runtime_dir: Path | None = None  # where runner sockets live; None: a fresh temp dir
     import_bundled: bool = True
+    prune: bool = True  # OLLAMA_NOPRUNE turns it off
+    max_loaded_models: int = 0  # 0: DEFAULT_MAX_LOADED_MODELS
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "CoreSettings":
@@ -52,6 +58,10 @@ class CoreSettings:
             values["load_timeout_ns"] = parse_env_duration(timeout, DEFAULT_LOAD_TIMEOUT_NS)
         if interval := _env(environ, "HERD_STREAM_INTERVAL_MS"):
             values["stream_interval_ms"] = max(0.0, float(interval))
+        if _env(environ, "OLLAMA_NOPRUNE") not in ("", "0", "false"):
+            values["prune"] = False
+        if loaded := _env(environ, "OLLAMA_MAX_LOADED_MODELS"):
+            values["max_loaded_models"] = max(0, int(loaded))
         if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
             values["import_bundled"] = False
         return cls(**values)

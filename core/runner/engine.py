@@ -237,7 +237,6 @@ class Engine:
         self._parked_bytes = 0
         self._parked_budget = PARKED_PREFIX_BUDGET_BYTES
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
-        self.memory_bytes = int(llama_cpp.llama_model_size(model)) + int(llama_cpp.llama_state_get_size(ctx))
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)

@@ -116,7 +116,6 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
             n_ctx_train=e.n_ctx_train,
             n_parallel=e.n_parallel,
             n_embd=e.n_embd,
-            memory_bytes=e.memory_bytes,
             vram_bytes=e.vram_bytes,
             load_duration_ns=e.load_duration_ns,
         )

@@ -15,6 +15,7 @@ import os
 import stat
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -174,6 +175,30 @@ class ModelStore:
         for layer in (model.manifest.config, *model.manifest.layers):
             if layer.digest not in referenced:
                 self.blob_path(layer.digest).unlink(missing_ok=True)
+
+    def prune(self, grace_s: float) -> int:
+        """Removes blobs no manifest names and abandoned temporary files, if older than ``grace_s``.
+
+        The grace period spares uploads whose manifest is still to come. Nothing is removed when
+        any manifest cannot be read: that model's blobs would look unused. Returns the count removed.
+        """
+        referenced = self._referenced_digests()
+        if referenced is None:
+            log.warning("prune_skipped", reason="an unreadable manifest may still need its blobs")
+            return 0
+        cutoff = time.time() - grace_s
+        removed = 0
+        for path in self.blobs_dir.glob("*") if self.blobs_dir.is_dir() else ():
+            name = path.name
+            is_orphan = name.startswith("sha256-") and name.replace("-", ":", 1) not in referenced
+            try:
+                if (is_orphan or name.startswith(_TEMP_PREFIX)) and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError as exc:
+                log.warning("prune_failed", blob=name, error=exc.strerror)
+        log.info("blobs_pruned", removed=removed)
+        return removed
 
     def _referenced_digests(self) -> set[str] | None:
         """Every digest a manifest names, or None when some manifest cannot be read."""

@@ -44,9 +44,14 @@ class Factory:
         return runner
 
 
-def scheduler(**settings) -> tuple[Scheduler, Factory]:
+GIB = 1 << 30
+
+
+def scheduler(memory: int = 64 * GIB, need: int = GIB, **settings) -> tuple[Scheduler, Factory]:
+    """A scheduler whose machine has ``memory`` free and whose models each need ``need``."""
     factory = Factory()
-    return Scheduler(factory, CoreSettings(**settings)), factory
+    return Scheduler(factory, CoreSettings(**settings), memory_available=lambda: memory,
+                     estimate=lambda model, spec: need), factory
 
 
 def runner_opts(**options):
@@ -138,3 +143,46 @@ async def test_a_dead_runner_is_replaced_on_the_next_request():
     factory.started[0].alive = False
     await sched.load(model, runner_opts(), None)
     assert len(factory.started) == 2
+
+
+@pytest.mark.anyio
+async def test_the_least_recently_used_idle_model_is_evicted_at_the_limit():
+    sched, factory = scheduler(max_loaded_models=2)
+    a, b, c = FakeModel("a:latest"), FakeModel("b:latest"), FakeModel("c:latest")
+    await sched.load(a, runner_opts(), None)
+    await sched.load(b, runner_opts(), None)
+    await sched.load(a, runner_opts(), None)  # a is now the more recently used
+    await sched.load(c, runner_opts(), None)
+    assert {m.model.short_name for m in sched.running()} == {"a:latest", "c:latest"}
+    assert factory.started[1].stopped  # b's runner
+
+
+@pytest.mark.anyio
+async def test_a_model_that_cannot_fit_is_refused_with_ollamas_words():
+    from herd.core.errors import RunnerFailed
+
+    sched, factory = scheduler(memory=2 * GIB, need=3 * GIB)
+    with pytest.raises(RunnerFailed) as err:
+        await sched.load(FakeModel(), runner_opts(), None)
+    assert str(err.value) == "model requires more system memory (3.0 GiB) than is available (2.0 GiB)"
+    assert factory.started == []
+
+
+@pytest.mark.anyio
+async def test_a_load_waits_for_a_busy_model_to_finish_before_evicting_it():
+    sched, factory = scheduler(max_loaded_models=1)
+    order = []
+
+    async def busy():
+        async with sched.lease(FakeModel("a:latest"), runner_opts(), None):
+            await asyncio.sleep(0.05)
+            order.append("a done")
+
+    async def newcomer():
+        await asyncio.sleep(0.01)
+        await sched.load(FakeModel("b:latest"), runner_opts(), None)
+        order.append("b loaded")
+
+    await asyncio.gather(busy(), newcomer())
+    assert order == ["a done", "b loaded"]
+    assert [m.model.short_name for m in sched.running()] == ["b:latest"]

@@ -21,22 +21,20 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("n_ctx", "n_ctx_train", "n_parallel", "n_embd", "memory_bytes", "vram_bytes", "load_duration_ns")
+    __slots__ = ("n_ctx", "n_ctx_train", "n_parallel", "n_embd", "vram_bytes", "load_duration_ns")
     N_CTX_FIELD_NUMBER: _ClassVar[int]
     N_CTX_TRAIN_FIELD_NUMBER: _ClassVar[int]
     N_PARALLEL_FIELD_NUMBER: _ClassVar[int]
     N_EMBD_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     VRAM_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOAD_DURATION_NS_FIELD_NUMBER: _ClassVar[int]
     n_ctx: int
     n_ctx_train: int
     n_parallel: int
     n_embd: int
-    memory_bytes: int
     vram_bytes: int
     load_duration_ns: int
-    def __init__(self, n_ctx: _Optional[int] = ..., n_ctx_train: _Optional[int] = ..., n_parallel: _Optional[int] = ..., n_embd: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., vram_bytes: _Optional[int] = ..., load_duration_ns: _Optional[int] = ...) -> None: ...
+    def __init__(self, n_ctx: _Optional[int] = ..., n_ctx_train: _Optional[int] = ..., n_parallel: _Optional[int] = ..., n_embd: _Optional[int] = ..., vram_bytes: _Optional[int] = ..., load_duration_ns: _Optional[int] = ...) -> None: ...
 
 class Sampling(_message.Message):
     __slots__ = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repeat_last_n", "repeat_penalty", "presence_penalty", "frequency_penalty", "seed")
