@@ -16,6 +16,9 @@ import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 
+from herd.cli.api import ApiError, Client
+from herd.cli.commands import add_commands
+
 CORE_MODULE = "herd.core.server"
 GATEWAY_MODULE = "herd.rest.app"
 DEFAULT_GRPC_HOST = "127.0.0.1:50051"
@@ -108,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     gateway = commands.add_parser("gateway", help="start the REST gateway (OLLAMA_HOST)")
     gateway.add_argument("--core", metavar="ADDR", help=f"core's gRPC address (default $HERD_GRPC_HOST or {DEFAULT_GRPC_HOST})")
     gateway.set_defaults(func=run_gateway)
+    add_commands(commands)
     args = parser.parse_args(argv)
-    return args.func(args)
+    if args.func in (serve, run_core, run_gateway):
+        return args.func(args)
+    try:
+        return args.func(args, Client())
+    except ApiError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

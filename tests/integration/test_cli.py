@@ -1,0 +1,71 @@
+"""The `herd` command as a user types it, against the running server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import BASE_MODEL, CHAT_MODEL
+
+pytestmark = pytest.mark.integration
+
+
+def herd(server, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OLLAMA_HOST=server.base_url.removeprefix("http://"))
+    return subprocess.run([sys.executable, "-m", "herd.cli.main", *args], env=env, input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_list_shows_the_bundled_models(server):
+    result = herd(server, "list")
+    assert result.returncode == 0
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    names = [row.split()[0] for row in rows]
+    assert CHAT_MODEL in names and BASE_MODEL in names
+    assert herd(server, "ls").stdout == result.stdout
+
+
+def test_show_prints_the_model_summary_and_single_fields(server):
+    summary = herd(server, "show", CHAT_MODEL).stdout
+    assert "architecture        llama" in summary
+    assert "context length      8192" in summary
+    assert "quantization        Q4_1" in summary
+    assert "Capabilities" in summary and "tools" in summary
+    assert herd(server, "show", CHAT_MODEL, "--template").stdout.startswith("{{- if .Messages }}")
+    assert 'stop' in herd(server, "show", CHAT_MODEL, "--parameters").stdout
+
+
+def test_ps_and_stop(server):
+    herd(server, "stop", BASE_MODEL)
+    import httpx
+
+    httpx.post(server.base_url + "/api/generate", json={"model": BASE_MODEL, "prompt": "", "keep_alive": "10m"}, timeout=120)
+    listed = herd(server, "ps").stdout
+    assert listed.splitlines()[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    row = next(line for line in listed.splitlines() if line.startswith(BASE_MODEL))
+    assert "100% CPU" in row and "from now" in row
+    assert herd(server, "stop", BASE_MODEL).returncode == 0
+    assert BASE_MODEL not in herd(server, "ps").stdout
+
+
+def test_cp_and_rm(server):
+    copied = herd(server, "cp", CHAT_MODEL, "cli-copy")
+    assert (copied.returncode, copied.stdout.strip()) == (0, f"copied '{CHAT_MODEL}' to 'cli-copy'")
+    assert "cli-copy:latest" in herd(server, "list").stdout
+    removed = herd(server, "rm", "cli-copy")
+    assert (removed.returncode, removed.stdout.strip()) == (0, "deleted 'cli-copy'")
+    assert "cli-copy" not in herd(server, "list").stdout
+
+
+def test_errors_are_one_line_and_a_nonzero_exit(server):
+    result = herd(server, "show", "no-such-model")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "Error: model 'no-such-model:latest' not found"
+    unreachable = subprocess.run([sys.executable, "-m", "herd.cli.main", "list"], capture_output=True, text=True,
+                                 env=dict(os.environ, OLLAMA_HOST="127.0.0.1:9"), timeout=60)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.strip() == "Error: could not connect to herd: is `herd serve` running?"
