@@ -69,3 +69,28 @@ def test_errors_are_one_line_and_a_nonzero_exit(server):
                                  env=dict(os.environ, OLLAMA_HOST="127.0.0.1:9"), timeout=60)
     assert unreachable.returncode == 1
     assert unreachable.stderr.strip() == "Error: could not connect to herd: is `herd serve` running?"
+
+
+def test_create_from_a_modelfile_with_a_local_gguf_and_from_a_model_name(server, tmp_path):
+    import json
+
+    manifest = json.loads((server.models_dir / "manifests/registry.ollama.ai/library/smollm2/135m").read_text())
+    layer = next(l for l in manifest["layers"] if l["mediaType"].endswith(".model"))
+    (tmp_path / "weights.gguf").write_bytes((server.models_dir / "blobs" / layer["digest"].replace(":", "-")).read_bytes())
+    (tmp_path / "Modelfile").write_text(
+        '# a model from local weights\nFROM ./weights.gguf\nTEMPLATE """{{ .Prompt }}"""\nPARAMETER num_predict 5\n'
+    )
+    made = herd(server, "create", "from-file", "-f", str(tmp_path / "Modelfile"))
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.strip().splitlines()[-1] == "success"
+    assert "num_predict" in herd(server, "show", "from-file", "--parameters").stdout
+
+    (tmp_path / "Named").write_text(f"FROM {CHAT_MODEL}\nSYSTEM You answer in one word.\nPARAMETER stop END\n")
+    assert herd(server, "create", "one-word", "-f", str(tmp_path / "Named")).returncode == 0
+    assert herd(server, "show", "one-word", "--system").stdout.strip() == "You answer in one word."
+
+    (tmp_path / "Bad").write_text("FROM x\nPARAMETER nonsense 1\n")
+    bad = herd(server, "create", "bad", "-f", str(tmp_path / "Bad"))
+    assert bad.returncode == 1 and "unknown parameter 'nonsense'" in bad.stderr
+    for name in ("from-file", "one-word"):
+        herd(server, "rm", name)

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from herd.cli.api import Client
+from herd.cli.api import ApiError, Client
 
 
 def human_bytes(n: int) -> str:
@@ -130,18 +130,21 @@ def stop(args: argparse.Namespace, client: Client) -> int:
 
 
 def create(args: argparse.Namespace, client: Client) -> int:
-    from herd.modelfile import parse_modelfile
+    from herd.modelfile import ModelfileError, local_path_resolver, read_modelfile
 
     path = Path(args.file or "Modelfile")
     try:
-        text = path.read_text(encoding="utf-8")
+        modelfile = read_modelfile(path)
+        request, uploads = modelfile.to_create_request(args.model, local_path_resolver(path.parent.resolve()))
     except OSError as exc:
-        raise SystemExit(f"Error: cannot read {path}: {exc.strerror}") from None
-    modelfile = parse_modelfile(text)
-    request, uploads = modelfile.to_create_request(args.model, base_dir=path.parent)
-    for upload in uploads:
+        raise ApiError(f"cannot read {path}: {exc.strerror}") from None
+    except ModelfileError as exc:
+        raise ApiError(str(exc)) from None
+    # The local files, in the order their digests appear in the request.
+    digests = [d for key in ("files", "adapters", "draft_files") for d in request.get(key, {}).values()]
+    for digest, upload in zip(digests, uploads):
         print(f"gathering model components: {upload.name}", file=sys.stderr)
-        client.upload_blob(upload.digest, upload.path)
+        client.upload_blob(digest, upload)
     if args.quantize:
         request["quantize"] = args.quantize
     for update in client.stream("/api/create", request):
