@@ -11,6 +11,7 @@ import grpc
 from herd.core.store.create import CreateError
 from herd.core.store.manifest import InvalidDigest
 from herd.core.store.names import InvalidModelName
+from herd.core.store.registry import RegistryError
 from herd.core.store.store import DigestMismatch, ModelNotFound
 from herd.core.templates.gotemplate import TemplateError
 
@@ -50,6 +51,6 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, TemplateError):
         return grpc.StatusCode.INTERNAL, f"template error: {exc}"
-    if isinstance(exc, RunnerFailed):
+    if isinstance(exc, (RunnerFailed, RegistryError)):
         return grpc.StatusCode.INTERNAL, str(exc)
     return grpc.StatusCode.INTERNAL, "internal error"

@@ -21,6 +21,7 @@ from herd.core.scheduler import Scheduler
 from herd.core.store.create import CreateSpec, create_model
 from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, render_modelfile
 from herd.core.store.names import InvalidModelName, ModelName
+from herd.core.store.registry import pull_model, push_model
 from herd.core.store.store import BlobUpload, ModelNotFound, StoredModel
 from herd.core.templates.gotemplate import GoTemplate
 from herd.logs import request_id_from_metadata
@@ -112,14 +113,20 @@ def _parse_or_reject(name: str, message: str) -> None:
         raise InvalidRequest(message) from None
 
 
+def _progress_dict(progress):
+    """The registry reports Ollama's progress lines as dicts; keep the fields ProgressUpdate has."""
+    fields = models_pb2.ProgressUpdate.DESCRIPTOR.fields_by_name
+    return lambda line: progress({k: v for k, v in line.items() if k in fields})
+
+
 async def _in_thread_with_progress(work):
-    """Runs ``work(progress)`` in a thread, yielding each ``progress(status, digest)`` as it happens."""
+    """Runs ``work(progress)`` in a thread, yielding each ``progress(update)`` dict as it happens."""
     loop = asyncio.get_running_loop()
     updates: asyncio.Queue = asyncio.Queue()
     done = object()
 
-    def progress(status: str, digest: str) -> None:
-        loop.call_soon_threadsafe(updates.put_nowait, (status, digest))
+    def progress(update: dict) -> None:
+        loop.call_soon_threadsafe(updates.put_nowait, update)
 
     task = asyncio.ensure_future(asyncio.to_thread(work, progress))
     task.add_done_callback(lambda _: updates.put_nowait(done))
@@ -234,10 +241,29 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             messages=[{"role": m.role, "content": m.content} for m in request.messages] or None,
             quantize=request.quantize,
         )
-        async for status, digest in _in_thread_with_progress(
-            lambda progress: create_model(self.catalog.store, spec, progress, check_template=GoTemplate)
+        async for update in _in_thread_with_progress(
+            lambda progress: create_model(
+                self.catalog.store, spec, lambda status, digest: progress({"status": status, "digest": digest}),
+                check_template=GoTemplate,
+            )
         ):
-            yield models_pb2.ProgressUpdate(status=status, digest=digest)
+            yield models_pb2.ProgressUpdate(**update)
+
+    @streaming
+    async def Pull(self, request, context):
+        async for update in _in_thread_with_progress(
+            lambda progress: pull_model(self.catalog.store, request.model, insecure=request.insecure,
+                                        progress=_progress_dict(progress))
+        ):
+            yield models_pb2.ProgressUpdate(**update)
+
+    @streaming
+    async def Push(self, request, context):
+        async for update in _in_thread_with_progress(
+            lambda progress: push_model(self.catalog.store, request.model, insecure=request.insecure,
+                                        progress=_progress_dict(progress))
+        ):
+            yield models_pb2.ProgressUpdate(**update)
 
     @unary
     async def HasBlob(self, request, context):

@@ -880,3 +880,9 @@ CREATE_REQUEST = GoStruct(
         "messages": _Slice(MESSAGE, "[]api.Message"),
     },
 )
+
+PULL_REQUEST = GoStruct(
+    "PullRequest",
+    "api.PullRequest",
+    {"model": STRING, "name": STRING, "insecure": BOOL, "stream": BOOL, "username": STRING, "password": STRING},
+)

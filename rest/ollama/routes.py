@@ -147,6 +147,23 @@ async def create(request: Request) -> HTTPResponse | None:
     return json_response(translate.progress_chunk((await drain(rpc, not_found))[-1]))
 
 
+async def _registry_transfer(request: Request, rpc_method, request_type) -> HTTPResponse | None:
+    """Pull and push alike: progress lines, or the last one for ``stream:false``."""
+    call = translate.transfer_request(parse_json_body(request.body))
+    rpc = rpc_method(request_type(model=call.model, insecure=call.insecure), metadata=_metadata(request))
+    if call.stream:
+        return await stream_ndjson(request, rpc, translate.progress_chunk)
+    return json_response(translate.progress_chunk((await drain(rpc))[-1]))
+
+
+async def pull(request: Request) -> HTTPResponse | None:
+    return await _registry_transfer(request, request.app.ctx.models.Pull, models_pb2.PullModelRequest)
+
+
+async def push(request: Request) -> HTTPResponse | None:
+    return await _registry_transfer(request, request.app.ctx.models.Push, models_pb2.PushModelRequest)
+
+
 def create_blueprint() -> Blueprint:
     """The /api routes of Ollama's native dialect, on a fresh blueprint for each app."""
     blueprint = Blueprint("ollama")
@@ -160,6 +177,8 @@ def create_blueprint() -> Blueprint:
     blueprint.add_route(copy, "/api/copy", methods=["POST"])
     blueprint.add_route(delete, "/api/delete", methods=["DELETE"])
     blueprint.add_route(create, "/api/create", methods=["POST"])
+    blueprint.add_route(pull, "/api/pull", methods=["POST"])
+    blueprint.add_route(push, "/api/push", methods=["POST"])
     blueprint.add_route(blob_exists, "/api/blobs/<digest>", methods=["HEAD"])
     blueprint.add_route(blob_upload, "/api/blobs/<digest>", methods=["POST"], stream=True)
     return blueprint

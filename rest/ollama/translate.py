@@ -28,6 +28,7 @@ from herd.rest.ollama.parsing import (
     EMBED_REQUEST,
     EMBEDDING_REQUEST,
     GENERATE_REQUEST,
+    PULL_REQUEST,
     SHOW_REQUEST,
     decode_request,
     options_from_map,
@@ -529,3 +530,19 @@ def progress_chunk(message: models_pb2.ProgressUpdate) -> dict:
         chunk["total"] = message.total
         chunk["completed"] = message.completed
     return chunk
+
+
+@dataclass(frozen=True)
+class TransferCall:
+    model: str
+    insecure: bool
+    stream: bool
+
+
+def transfer_request(document: Any) -> TransferCall:
+    """``/api/pull`` and ``/api/push`` bodies (Ollama's PullRequest and PushRequest share a shape)."""
+    fields = decode_request(document, PULL_REQUEST)
+    model = fields.get("model") or fields.get("name") or ""
+    if not model:
+        raise ApiError(400, MODEL_REQUIRED)
+    return TransferCall(model, fields.get("insecure", False), fields.get("stream", True))

@@ -152,6 +152,53 @@ def create(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+class ProgressPrinter:
+    """Ollama-style progress: a status per line, and a bar per layer that redraws in place on a
+    terminal (elsewhere each layer prints when it starts and when it is done)."""
+
+    BAR_WIDTH = 25
+
+    def __init__(self, out=sys.stderr):
+        self.out = out
+        self.live = out.isatty()
+        self.bar = ""  # the status whose bar is on screen
+        self.last = ""
+
+    def update(self, line: dict) -> None:
+        status, total = line.get("status", ""), line.get("total")
+        if self.live and self.bar and self.bar != status:
+            print(file=self.out)
+            self.bar = ""
+        if total:
+            done = line.get("completed", 0)
+            filled = self.BAR_WIDTH * done // total
+            text = (f"{status}: {done * 100 // total:3d}% ▕{'█' * filled}{' ' * (self.BAR_WIDTH - filled)}▏ "
+                    f"{human_bytes(done)}/{human_bytes(total)}")
+            if self.live:
+                print("\r" + text, end="", file=self.out, flush=True)
+                self.bar = status
+            elif status != self.last or done >= total:
+                print(text, file=self.out, flush=True)
+        elif status != self.last:
+            print(status, file=self.out, flush=True)
+        self.last = status
+
+
+def _transfer(path: str, args: argparse.Namespace, client: Client) -> int:
+    printer = ProgressPrinter()
+    for line in client.stream(path, {"model": args.model, "insecure": args.insecure}):
+        printer.update(line)
+    return 0
+
+
+def pull(args: argparse.Namespace, client: Client) -> int:
+    return _transfer("/api/pull", args, client)
+
+
+def push(args: argparse.Namespace, client: Client) -> int:
+    return _transfer("/api/push", args, client)
+
+
 def add_commands(commands) -> None:
     """Adds the model commands to the ``herd`` argument parser."""
     list_parser = commands.add_parser("list", aliases=["ls"], help="list models")
@@ -178,3 +225,8 @@ def add_commands(commands) -> None:
     create_parser.add_argument("-f", "--file", help="name of the Modelfile (default: Modelfile)")
     create_parser.add_argument("-q", "--quantize", help="quantize the model to this level (e.g. q4_K_M)")
     create_parser.set_defaults(func=create)
+    for name, func in (("pull", pull), ("push", push)):
+        transfer = commands.add_parser(name, help=f"{name} a model {'from' if name == 'pull' else 'to'} a registry")
+        transfer.add_argument("model")
+        transfer.add_argument("--insecure", action="store_true", help="use an insecure registry (plain http)")
+        transfer.set_defaults(func=func)

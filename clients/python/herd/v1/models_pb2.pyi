@@ -234,3 +234,19 @@ class PutBlobResponse(_message.Message):
     CREATED_FIELD_NUMBER: _ClassVar[int]
     created: bool
     def __init__(self, created: _Optional[bool] = ...) -> None: ...
+
+class PullModelRequest(_message.Message):
+    __slots__ = ("model", "insecure")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    insecure: bool
+    def __init__(self, model: _Optional[str] = ..., insecure: _Optional[bool] = ...) -> None: ...
+
+class PushModelRequest(_message.Message):
+    __slots__ = ("model", "insecure")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    insecure: bool
+    def __init__(self, model: _Optional[str] = ..., insecure: _Optional[bool] = ...) -> None: ...

@@ -75,6 +75,16 @@ class ModelsStub:
                 request_serializer=herd_dot_v1_dot_models__pb2.CreateModelRequest.SerializeToString,
                 response_deserializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
                 _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/herd.v1.Models/Pull',
+                request_serializer=herd_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_stream(
+                '/herd.v1.Models/Push',
+                request_serializer=herd_dot_v1_dot_models__pb2.PushModelRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+                _registered_method=True)
         self.HasBlob = channel.unary_unary(
                 '/herd.v1.Models/HasBlob',
                 request_serializer=herd_dot_v1_dot_models__pb2.HasBlobRequest.SerializeToString,
@@ -147,6 +157,20 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pull(self, request, context):
+        """Downloads a model from its registry, streaming progress; resumes an interrupted download.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Uploads a model to its registry, streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HasBlob(self, request, context):
         """Reports whether the store holds a blob.
         """
@@ -202,6 +226,16 @@ def add_ModelsServicer_to_server(servicer, server):
             'Create': grpc.unary_stream_rpc_method_handler(
                     servicer.Create,
                     request_deserializer=herd_dot_v1_dot_models__pb2.CreateModelRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.PullModelRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.SerializeToString,
+            ),
+            'Push': grpc.unary_stream_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.PushModelRequest.FromString,
                     response_serializer=herd_dot_v1_dot_models__pb2.ProgressUpdate.SerializeToString,
             ),
             'HasBlob': grpc.unary_unary_rpc_method_handler(
@@ -431,6 +465,60 @@ class Models:
             target,
             '/herd.v1.Models/Create',
             herd_dot_v1_dot_models__pb2.CreateModelRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/herd.v1.Models/Pull',
+            herd_dot_v1_dot_models__pb2.PullModelRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/herd.v1.Models/Push',
+            herd_dot_v1_dot_models__pb2.PushModelRequest.SerializeToString,
             herd_dot_v1_dot_models__pb2.ProgressUpdate.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,467 @@
+"""Pull and push against a real Docker registry, and against scripted hostile ones."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from herd.core.store import registry as registry_module
+from herd.core.store.manifest import (
+    MEDIA_TYPE_CONFIG,
+    MEDIA_TYPE_MANIFEST,
+    MEDIA_TYPE_MODEL,
+    MEDIA_TYPE_TEMPLATE,
+    Layer,
+    Manifest,
+)
+from herd.core.store.names import ModelName
+from herd.core.store.registry import ManifestNotFound, RegistryError, pull_model, push_model
+from herd.core.store.store import ModelNotFound, ModelStore
+from tests.registry_server import registry  # noqa: F401  (the fixture)
+
+MiB = 1 << 20
+
+
+class Interrupted(Exception):
+    pass
+
+
+def make_model(store: ModelStore, name: str, weights: bytes) -> Manifest:
+    """A tiny stand-in model: a weights layer, a template and a config, then its manifest."""
+    layers = []
+    for media_type, data in ((MEDIA_TYPE_MODEL, weights), (MEDIA_TYPE_TEMPLATE, b"{{ .Prompt }}")):
+        digest, size = store.add_blob_bytes(data)
+        layers.append(Layer(media_type, digest, size))
+    config_digest, config_size = store.add_blob_bytes(json.dumps({"model_format": "gguf"}).encode())
+    manifest = Manifest(config=Layer(MEDIA_TYPE_CONFIG, config_digest, config_size), layers=layers)
+    store.write_manifest(ModelName.parse(name), manifest)
+    return manifest
+
+
+def statuses(lines: list[dict[str, Any]]) -> list[str]:
+    """The distinct statuses in order (per-blob lines repeat while bytes arrive)."""
+    result: list[str] = []
+    for line in lines:
+        if not result or result[-1] != line["status"]:
+            result.append(line["status"])
+    return result
+
+
+def blob_files(store: ModelStore) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in store.blobs_dir.iterdir()}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body_bytes: int = 0
+
+
+@dataclass
+class Recorder:
+    requests: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def blob_gets(self, digest: str) -> list[Seen]:
+        return [seen for seen in self.requests if seen.method == "GET" and seen.path.endswith(f"/blobs/{digest}")]
+
+
+def serve(handle: Callable[[BaseHTTPRequestHandler, Recorder], None]) -> Iterator[tuple[str, Recorder]]:
+    """A threaded HTTP server on loopback whose requests ``handle`` answers; yields its address."""
+    recorder = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            handle(self, recorder)
+
+        do_GET = do_HEAD = do_POST = do_PUT = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that hangs up early (an interrupted pull) is part of these tests
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def reply(
+    handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> None:
+    handler.send_response(status)
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+@pytest.fixture
+def counting_proxy(registry: str) -> Iterator[tuple[str, Recorder]]:  # noqa: F811
+    """A pass-through proxy in front of the real registry that records each request and the body bytes sent."""
+
+    def forward(handler: BaseHTTPRequestHandler, recorder: Recorder) -> None:
+        seen = Seen(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+        with recorder.lock:
+            recorder.requests.append(seen)
+        upstream = http.client.HTTPConnection(registry, timeout=30)
+        forwarded = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range", "authorization")}
+        upstream.request(handler.command, handler.path, headers=forwarded)
+        response = upstream.getresponse()
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "date", "server"):
+                handler.send_header(key, value)
+        handler.end_headers()
+        try:
+            while handler.command != "HEAD" and (chunk := response.read(64 << 10)):
+                handler.wfile.write(chunk)
+                seen.body_bytes += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: an interrupted pull
+        upstream.close()
+
+    yield from serve(forward)
+
+
+def test_push_then_pull_gives_the_same_model_byte_for_byte(tmp_path: Path, registry: str) -> None:  # noqa: F811
+    name = f"{registry}/herd/tiny:q4"
+    source = ModelStore(tmp_path / "a")
+    manifest = make_model(source, name, os.urandom(300_000))
+    pushed: list[dict[str, Any]] = []
+    push_model(source, name, insecure=True, progress=pushed.append)
+
+    layer_statuses = [f"pushing {layer.digest[7:19]}" for layer in (*manifest.layers, manifest.config)]
+    assert statuses(pushed) == ["retrieving manifest", *layer_statuses, "pushing manifest", "success"]
+    finals = [line for line in pushed if line["status"].startswith("pushing ") and line.get("digest")]
+    assert {(line["digest"], line["total"]) for line in finals} == {
+        (layer.digest, layer.size) for layer in (*manifest.layers, manifest.config)
+    }
+    assert all(line["completed"] <= line["total"] for line in finals)
+
+    target = ModelStore(tmp_path / "b")
+    pulled: list[dict[str, Any]] = []
+    pull_model(target, name, insecure=True, progress=pulled.append)
+
+    layer_statuses = [f"pulling {layer.digest[7:19]}" for layer in (*manifest.layers, manifest.config)]
+    assert statuses(pulled) == [
+        "pulling manifest",
+        *layer_statuses,
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
+    weights = manifest.layers[0]
+    weight_lines = [line for line in pulled if line.get("digest") == weights.digest]
+    assert weight_lines[-1] == {
+        "status": f"pulling {weights.digest[7:19]}",
+        "digest": weights.digest,
+        "total": weights.size,
+        "completed": weights.size,
+    }
+    assert blob_files(target) == blob_files(source)
+    manifest_path = ModelName.parse(name).manifest_path
+    assert manifest_path(target.root).read_bytes() == manifest_path(source.root).read_bytes()
+    assert target.get(name).manifest == manifest
+
+
+def test_pushing_again_skips_blobs_the_registry_has(tmp_path: Path, registry: str) -> None:  # noqa: F811
+    name = f"{registry}/herd/tiny"
+    store = ModelStore(tmp_path / "a")
+    manifest = make_model(store, name, b"weights")
+    push_model(store, name, insecure=True, progress=lambda line: None)
+    again: list[dict[str, Any]] = []
+    push_model(store, name, insecure=True, progress=again.append)
+    layer_lines = [line for line in again if line.get("digest")]
+    # One line per layer, already complete: nothing was uploaded.
+    assert [(line["digest"], line["completed"]) for line in layer_lines] == [
+        (layer.digest, layer.size) for layer in (*manifest.layers, manifest.config)
+    ]
+
+
+def test_pushing_a_model_that_is_not_stored_fails(tmp_path: Path, registry: str) -> None:  # noqa: F811
+    with pytest.raises(ModelNotFound):
+        push_model(ModelStore(tmp_path), f"{registry}/herd/absent", insecure=True, progress=lambda line: None)
+
+
+def test_a_missing_model_gives_ollamas_error(tmp_path: Path, registry: str) -> None:  # noqa: F811
+    store = ModelStore(tmp_path)
+    with pytest.raises(ManifestNotFound) as caught:
+        pull_model(store, f"{registry}/herd/absent:latest", insecure=True, progress=lambda line: None)
+    assert str(caught.value) == "pull model manifest: file does not exist"
+    assert store.is_empty()
+
+
+def test_plain_http_needs_insecure(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="^insecure protocol http$"):
+        pull_model(ModelStore(tmp_path), "http://127.0.0.1:9/herd/m", insecure=False, progress=lambda line: None)
+    assert not (tmp_path / "blobs").exists()
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped(
+    tmp_path: Path,
+    registry: str,  # noqa: F811
+    counting_proxy: tuple[str, Recorder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = ModelStore(tmp_path / "a")
+    manifest = make_model(source, f"{registry}/herd/big", os.urandom(3 * MiB))
+    push_model(source, f"{registry}/herd/big", insecure=True, progress=lambda line: None)
+    proxy, recorder = counting_proxy
+    name = f"{proxy}/herd/big"
+    weights = manifest.layers[0]
+    monkeypatch.setattr(registry_module, "_PROGRESS_INTERVAL_S", 0.0)
+
+    def stop_after_first_chunk(line: dict[str, Any]) -> None:
+        if line.get("digest") == weights.digest and 0 < line["completed"] < line["total"]:
+            raise Interrupted()
+
+    target = ModelStore(tmp_path / "b")
+    with pytest.raises(Interrupted):
+        pull_model(target, name, insecure=True, progress=stop_after_first_chunk)
+
+    with pytest.raises(ModelNotFound):
+        target.get(name)
+    assert not target.blob_path(weights.digest).exists()
+    partial = target.blobs_dir / f".partial-sha256-{weights.digest[7:]}"
+    kept = partial.stat().st_size
+    assert 0 < kept < weights.size
+
+    recorder.requests.clear()
+    pull_model(target, name, insecure=True, progress=lambda line: None)
+
+    (resumed,) = recorder.blob_gets(weights.digest)
+    assert resumed.headers.get("range") == f"bytes={kept}-"
+    assert resumed.body_bytes == weights.size - kept
+    assert target.blob_path(weights.digest).read_bytes() == source.blob_path(weights.digest).read_bytes()
+    assert not partial.exists()
+    assert target.get(name).manifest == manifest
+
+
+def test_two_concurrent_pulls_fetch_each_blob_once(
+    tmp_path: Path,
+    registry: str,  # noqa: F811
+    counting_proxy: tuple[str, Recorder],
+) -> None:
+    source = ModelStore(tmp_path / "a")
+    manifest = make_model(source, f"{registry}/herd/shared", os.urandom(2 * MiB))
+    push_model(source, f"{registry}/herd/shared", insecure=True, progress=lambda line: None)
+    proxy, recorder = counting_proxy
+    name = f"{proxy}/herd/shared"
+    target = ModelStore(tmp_path / "b")
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def pull() -> None:
+        start.wait()
+        try:
+            pull_model(target, name, insecure=True, progress=lambda line: None)
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    for layer in (*manifest.layers, manifest.config):
+        assert len(recorder.blob_gets(layer.digest)) == 1, layer.media_type
+        assert target.blob_path(layer.digest).read_bytes() == source.blob_path(layer.digest).read_bytes()
+    assert not [path for path in target.blobs_dir.iterdir() if path.name.startswith(".")]
+
+
+# Scripted registries for what a real one never sends.
+
+WEIGHTS = b"the real weights"
+WEIGHTS_DIGEST = "sha256:" + hashlib.sha256(WEIGHTS).hexdigest()
+
+
+def manifest_bytes(digest: str, size: int) -> bytes:
+    layer = {"mediaType": MEDIA_TYPE_MODEL, "digest": digest, "size": size}
+    config = {"mediaType": MEDIA_TYPE_CONFIG, "digest": digest, "size": size}
+    return json.dumps(
+        {"schemaVersion": 2, "mediaType": MEDIA_TYPE_MANIFEST, "config": config, "layers": [layer]}
+    ).encode()
+
+
+def scripted(routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]) -> Callable[..., None]:
+    def handle(handler: BaseHTTPRequestHandler, recorder: Recorder) -> None:
+        with recorder.lock:
+            recorder.requests.append(Seen(handler.command, handler.path, dict(handler.headers.items())))
+        route = routes.get(handler.path)
+        if route is None:
+            reply(handler, 404, b'{"errors":[{"code":"NOT_FOUND"}]}')
+        else:
+            route(handler)
+
+    return handle
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[[dict[str, Callable[[BaseHTTPRequestHandler], None]]], tuple[str, Recorder]]]:
+    """Starts scripted registries: ``hostile({path: handler})`` gives ``(address, recorder)``."""
+    stack: list[Iterator[tuple[str, Recorder]]] = []
+
+    def start(routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]) -> tuple[str, Recorder]:
+        server = serve(scripted(routes))
+        stack.append(server)
+        return next(server)
+
+    yield start
+    for server in stack:
+        next(server, None)
+
+
+def store_is_untouched(store: ModelStore) -> bool:
+    return not store.root.exists() or not any(store.root.iterdir())
+
+
+def test_a_blob_whose_bytes_do_not_match_its_digest_is_rejected(tmp_path: Path, hostile) -> None:
+    tampered = b"the fake weights"  # same length, other bytes
+    address, _ = hostile(
+        {
+            "/v2/evil/m/manifests/latest": lambda h: reply(h, 200, manifest_bytes(WEIGHTS_DIGEST, len(WEIGHTS))),
+            f"/v2/evil/m/blobs/{WEIGHTS_DIGEST}": lambda h: reply(h, 200, tampered),
+        }
+    )
+    store = ModelStore(tmp_path)
+    with pytest.raises(RegistryError, match="digest mismatch"):
+        pull_model(store, f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert list(store.blobs_dir.iterdir()) == []  # no final blob and no partial to resume from
+    assert not store.manifests_dir.exists()
+
+
+def test_a_blob_larger_than_declared_is_rejected(tmp_path: Path, hostile) -> None:
+    address, _ = hostile(
+        {
+            "/v2/evil/m/manifests/latest": lambda h: reply(h, 200, manifest_bytes(WEIGHTS_DIGEST, len(WEIGHTS))),
+            f"/v2/evil/m/blobs/{WEIGHTS_DIGEST}": lambda h: reply(h, 200, WEIGHTS + b"x" * MiB),
+        }
+    )
+    store = ModelStore(tmp_path)
+    with pytest.raises(RegistryError, match="larger than its declared size"):
+        pull_model(store, f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert not store.blob_path(WEIGHTS_DIGEST).exists()
+    assert not store.manifests_dir.exists()
+
+
+@pytest.mark.parametrize("digest", ["sha256:../../x", "sha256:" + "g" * 64, "sha256:" + "a" * 63, "md5:abc"])
+def test_a_manifest_with_a_bad_digest_fails_before_any_file_is_touched(tmp_path: Path, hostile, digest: str) -> None:
+    address, recorder = hostile({"/v2/evil/m/manifests/latest": lambda h: reply(h, 200, manifest_bytes(digest, 4))})
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(RegistryError, match="invalid digest"):
+        pull_model(store, f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert store_is_untouched(store)
+    assert not (tmp_path / "x").exists()
+    assert [seen.path for seen in recorder.requests] == ["/v2/evil/m/manifests/latest"]
+
+
+def test_an_oversized_manifest_is_refused(tmp_path: Path, hostile) -> None:
+    address, _ = hostile({"/v2/evil/m/manifests/latest": lambda h: reply(h, 200, b" " * (5 * MiB))})
+    store = ModelStore(tmp_path)
+    with pytest.raises(RegistryError, match="too large"):
+        pull_model(store, f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert store_is_untouched(store)
+
+
+def test_a_compressed_manifest_is_refused(tmp_path: Path, hostile) -> None:
+    gzip_bomb_head = b"\x1f\x8b\x08\x00" + b"\x00" * 16
+    address, _ = hostile(
+        {"/v2/evil/m/manifests/latest": lambda h: reply(h, 200, gzip_bomb_head, {"Content-Encoding": "gzip"})}
+    )
+    with pytest.raises(RegistryError, match="compressed"):
+        pull_model(ModelStore(tmp_path), f"{address}/evil/m", insecure=True, progress=lambda line: None)
+
+
+def test_a_token_realm_on_another_host_is_refused(tmp_path: Path, hostile) -> None:
+    token_server, token_requests = hostile({"/token": lambda h: reply(h, 200, b'{"token":"stolen"}')})
+    other_host = token_server.replace("127.0.0.1", "localhost")
+    challenge = f'Bearer realm="http://{other_host}/token",service="evil",scope="repository:evil/m:pull"'
+    address, _ = hostile({"/v2/evil/m/manifests/latest": lambda h: reply(h, 401, b"", {"WWW-Authenticate": challenge})})
+    with pytest.raises(RegistryError, match="does not match original host"):
+        pull_model(ModelStore(tmp_path), f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert token_requests.requests == []
+
+
+def test_a_token_from_the_registrys_own_realm_is_sent_back_to_it(tmp_path: Path, hostile) -> None:
+    def manifest(handler: BaseHTTPRequestHandler) -> None:
+        if handler.headers.get("Authorization") == "Bearer s3cret":
+            reply(handler, 404, b"")
+        else:
+            realm = f"http://{handler.headers['Host']}/token"
+            challenge = f'Bearer realm="{realm}",service="reg",scope="repository:ns/m:pull"'
+            reply(handler, 401, b"", {"WWW-Authenticate": challenge})
+
+    address, recorder = hostile(
+        {
+            "/v2/ns/m/manifests/latest": manifest,
+            "/token?service=reg&scope=repository%3Ans%2Fm%3Apull": lambda h: reply(h, 200, b'{"token":"s3cret"}'),
+        }
+    )
+    with pytest.raises(ManifestNotFound):
+        pull_model(ModelStore(tmp_path), f"{address}/ns/m", insecure=True, progress=lambda line: None)
+    paths = [seen.path for seen in recorder.requests]
+    assert paths == [
+        "/v2/ns/m/manifests/latest",
+        "/token?service=reg&scope=repository%3Ans%2Fm%3Apull",
+        "/v2/ns/m/manifests/latest",
+    ]
+    assert "Authorization" not in recorder.requests[1].headers
+
+
+def test_a_blob_redirect_to_another_host_carries_no_credentials(tmp_path: Path, hostile) -> None:
+    cdn, cdn_recorder = hostile({"/blob": lambda h: reply(h, 200, WEIGHTS)})
+    cdn_url = f"http://{cdn.replace('127.0.0.1', 'localhost')}/blob"
+
+    def authorized(then: Callable[[BaseHTTPRequestHandler], None]) -> Callable[[BaseHTTPRequestHandler], None]:
+        def route(handler: BaseHTTPRequestHandler) -> None:
+            if handler.headers.get("Authorization") == "Bearer s3cret":
+                then(handler)
+            else:
+                challenge = f'Bearer realm="http://{handler.headers["Host"]}/token",service="reg"'
+                reply(handler, 401, b"", {"WWW-Authenticate": challenge})
+
+        return route
+
+    address, _ = hostile(
+        {
+            "/v2/ns/m/manifests/latest": authorized(
+                lambda h: reply(h, 200, manifest_bytes(WEIGHTS_DIGEST, len(WEIGHTS)))
+            ),
+            f"/v2/ns/m/blobs/{WEIGHTS_DIGEST}": authorized(lambda h: reply(h, 307, b"", {"Location": cdn_url})),
+            "/token?service=reg": lambda h: reply(h, 200, b'{"token":"s3cret"}'),
+        }
+    )
+    store = ModelStore(tmp_path)
+    pull_model(store, f"{address}/ns/m", insecure=True, progress=lambda line: None)
+
+    assert store.blob_path(WEIGHTS_DIGEST).read_bytes() == WEIGHTS
+    (fetched,) = cdn_recorder.requests
+    assert "Authorization" not in fetched.headers
