@@ -31,7 +31,7 @@ import structlog
 
 from herd.core.store.manifest import MEDIA_TYPE_MANIFEST, CorruptManifest, Layer, Manifest
 from herd.core.store.names import ModelName
-from herd.core.store.store import ModelStore
+from herd.core.store.store import PARTIAL_PREFIX, ModelStore
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +48,6 @@ _CHUNK_BYTES = 256 << 10
 # At most one progress line per blob in this interval (besides the first and the last).
 _PROGRESS_INTERVAL_S = 0.1
 _TIMEOUT = httpx.Timeout(30.0)
-_PARTIAL_PREFIX = ".partial-"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -161,7 +160,7 @@ def _pull_blob(session: _RegistrySession, store: ModelStore, target: _Target, la
     final = store.blob_path(layer.digest)
     report = _ProgressReporter(progress, f"pulling {layer.digest[7:19]}", layer.digest, layer.size)
     store.blobs_dir.mkdir(parents=True, exist_ok=True)
-    with _claimed_partial(final, store.blobs_dir / f"{_PARTIAL_PREFIX}{final.name}") as partial:
+    with _claimed_partial(final, store.blobs_dir / f"{PARTIAL_PREFIX}{final.name}") as partial:
         if partial is None:
             report.finish(final.stat().st_size)
             return

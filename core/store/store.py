@@ -54,6 +54,9 @@ _COPY_CHUNK = 1 << 20
 # Parsed GGUF headers kept in memory; a header with a large vocabulary is tens of MB of objects.
 _GGUF_CACHE_ENTRIES = 4
 _TEMP_PREFIX = ".tmp-"
+# Interrupted downloads (core/store/registry.py) resume from these; pruning drops them after a week.
+PARTIAL_PREFIX = ".partial-"
+PARTIAL_DOWNLOAD_GRACE_S = 7 * 24 * 3600
 
 
 class ModelNotFound(LookupError):
@@ -187,12 +190,18 @@ class ModelStore:
             log.warning("prune_skipped", reason="an unreadable manifest may still need its blobs")
             return 0
         cutoff = time.time() - grace_s
+        # A partial download is worth resuming for a while longer than an orphan is worth keeping.
+        partial_cutoff = time.time() - PARTIAL_DOWNLOAD_GRACE_S
         removed = 0
         for path in self.blobs_dir.glob("*") if self.blobs_dir.is_dir() else ():
             name = path.name
             is_orphan = name.startswith("sha256-") and name.replace("-", ":", 1) not in referenced
             try:
-                if (is_orphan or name.startswith(_TEMP_PREFIX)) and path.stat().st_mtime < cutoff:
+                mtime = path.stat().st_mtime
+                if (
+                    ((is_orphan or name.startswith(_TEMP_PREFIX)) and mtime < cutoff)
+                    or (name.startswith(PARTIAL_PREFIX) and mtime < partial_cutoff)
+                ):
                     path.unlink()
                     removed += 1
             except OSError as exc:

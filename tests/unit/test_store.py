@@ -643,3 +643,16 @@ def test_prune_does_nothing_while_a_manifest_is_unreadable(tmp_path):
     corrupt.write_text("{not json")
     assert store.prune(grace_s=3600) == 0
     assert store.blob_path(orphan).exists()
+
+
+def test_prune_keeps_partial_downloads_for_a_week(tmp_path):
+    store = ModelStore(tmp_path)
+    store.blobs_dir.mkdir(parents=True)
+    recent = store.blobs_dir / (".partial-sha256-" + "a" * 64)
+    stale = store.blobs_dir / (".partial-sha256-" + "b" * 64)
+    recent.write_bytes(b"half")
+    stale.write_bytes(b"half")
+    _age(recent, 2 * 24 * 3600)
+    _age(stale, 8 * 24 * 3600)
+    store.prune(grace_s=3600)
+    assert recent.exists() and not stale.exists()
