@@ -113,12 +113,6 @@ def _parse_or_reject(name: str, message: str) -> None:
         raise InvalidRequest(message) from None
 
 
-def _progress_dict(progress):
-    """The registry reports Ollama's progress lines as dicts; keep the fields ProgressUpdate has."""
-    fields = models_pb2.ProgressUpdate.DESCRIPTOR.fields_by_name
-    return lambda line: progress({k: v for k, v in line.items() if k in fields})
-
-
 async def _in_thread_with_progress(work):
     """Runs ``work(progress)`` in a thread, yielding each ``progress(update)`` dict as it happens."""
     loop = asyncio.get_running_loop()
@@ -251,19 +245,21 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
 
     @streaming
     async def Pull(self, request, context):
-        async for update in _in_thread_with_progress(
-            lambda progress: pull_model(self.catalog.store, request.model, insecure=request.insecure,
-                                        progress=_progress_dict(progress))
-        ):
-            yield models_pb2.ProgressUpdate(**update)
+        async for update in self._transfer(pull_model, request):
+            yield update
 
     @streaming
     async def Push(self, request, context):
-        async for update in _in_thread_with_progress(
-            lambda progress: push_model(self.catalog.store, request.model, insecure=request.insecure,
-                                        progress=_progress_dict(progress))
+        async for update in self._transfer(push_model, request):
+            yield update
+
+    async def _transfer(self, transfer, request):
+        """A registry pull or push in a thread; its progress lines become ProgressUpdates."""
+        fields = models_pb2.ProgressUpdate.DESCRIPTOR.fields_by_name
+        async for line in _in_thread_with_progress(
+            lambda progress: transfer(self.catalog.store, request.model, insecure=request.insecure, progress=progress)
         ):
-            yield models_pb2.ProgressUpdate(**update)
+            yield models_pb2.ProgressUpdate(**{k: v for k, v in line.items() if k in fields})
 
     @unary
     async def HasBlob(self, request, context):

@@ -31,7 +31,7 @@ import structlog
 
 from herd.core.store.manifest import MEDIA_TYPE_MANIFEST, CorruptManifest, Layer, Manifest
 from herd.core.store.names import ModelName
-from herd.core.store.store import PARTIAL_PREFIX, ModelStore
+from herd.core.store.store import PARTIAL_PREFIX, ModelStore, fsync_directory
 
 log = structlog.get_logger(__name__)
 
@@ -259,7 +259,7 @@ def _verify_and_commit(partial: _Partial, final: Path, digest: str) -> None:
     os.fsync(partial.file.fileno())
     os.chmod(partial.path, 0o644)
     os.replace(partial.path, final)
-    _fsync_directory(final.parent)
+    fsync_directory(final.parent)
     log.info("blob_downloaded", digest=digest)
 
 
@@ -486,12 +486,3 @@ def _is_internal_address(host: str) -> bool:
     except ValueError:
         return False
     return address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Persist a rename: the directory entry must reach the disk, not only the file."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -330,7 +330,7 @@ class BlobUpload:
                 return False
             os.chmod(self._temp_name, 0o644)
             os.replace(self._temp_name, final)
-            _fsync_directory(self._store.blobs_dir)
+            fsync_directory(self._store.blobs_dir)
             log.debug("blob_added", digest=self.digest, size=self.size)
             return True
         finally:
@@ -578,10 +578,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
     finally:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Persist a rename: the directory entry must reach the disk, not only the file."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
