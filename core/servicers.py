@@ -19,6 +19,7 @@ from herd.core.models import ModelCatalog
 from herd.core.options import resolve
 from herd.core.scheduler import Scheduler
 from herd.core.store.create import CreateSpec, create_model
+from herd.core.store.hf import is_hf_name, pull_hf_model
 from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, render_modelfile
 from herd.core.store.names import InvalidModelName, ModelName
 from herd.core.store.registry import pull_model, push_model
@@ -245,19 +246,21 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
 
     @streaming
     async def Pull(self, request, context):
-        async for update in self._transfer(pull_model, request):
+        # hf.co/<user>/<repo>[:quant] comes from the Hugging Face Hub, everything else from a registry.
+        pull = pull_hf_model if is_hf_name(request.model) else functools.partial(pull_model, insecure=request.insecure)
+        async for update in self._transfer(pull, request.model):
             yield update
 
     @streaming
     async def Push(self, request, context):
-        async for update in self._transfer(push_model, request):
+        async for update in self._transfer(functools.partial(push_model, insecure=request.insecure), request.model):
             yield update
 
-    async def _transfer(self, transfer, request):
-        """A registry pull or push in a thread; its progress lines become ProgressUpdates."""
+    async def _transfer(self, transfer, model: str):
+        """A pull or push in a thread; its Ollama-style progress lines become ProgressUpdates."""
         fields = models_pb2.ProgressUpdate.DESCRIPTOR.fields_by_name
         async for line in _in_thread_with_progress(
-            lambda progress: transfer(self.catalog.store, request.model, insecure=request.insecure, progress=progress)
+            lambda progress: transfer(self.catalog.store, model, progress=progress)
         ):
             yield models_pb2.ProgressUpdate(**{k: v for k, v in line.items() if k in fields})
 
