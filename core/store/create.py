@@ -1,4 +1,5 @@
-"""Creating models, as Ollama's ``/api/create`` does: from a stored model or from uploaded GGUF blobs.
+"""Creating models, as Ollama's ``/api/create`` does: from a stored model, uploaded GGUF blobs or an
+uploaded Hugging Face BERT model directory (converted to GGUF).
 
 Every layer is a blob written (or found) first; the manifest is written last, so a create that
 fails or is interrupted leaves no model behind, only blobs the next pruning may remove.
@@ -7,14 +8,17 @@ fails or is interrupted leaves no model behind, only blobs the next pruning may 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import sys
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 import structlog
 
+from herd.core.store.convert import ConversionError, convert_bert
 from herd.core.store.gguf import GGUFError, human_number, read_gguf
 from herd.core.store.manifest import (
     MEDIA_TYPE_CONFIG,
@@ -136,8 +140,10 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
             raise CreateError("invalid digest format") from None
     ggufs = [(f, d) for f, d in files.items() if f.lower().endswith(".gguf")]
     if not ggufs:
+        if "config.json" in files and any(f.lower().endswith(".safetensors") for f in files):
+            return _layers_from_safetensors(store, files, progress)
         if any(f.lower().endswith(".safetensors") for f in files):
-            raise CreateError("importing safetensors is not supported yet")
+            raise CreateError("config.json is missing")
         raise CreateError("no files provided to convert")
     if len(ggufs) > 1:
         raise CreateError("only one GGUF file is supported")
@@ -152,6 +158,36 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
         raise CreateError("supplied file was not in GGUF format") from None
     layer = Layer(media_type=MEDIA_TYPE_MODEL, digest=validate_digest(digest), size=path.stat().st_size)
     return [layer], path
+
+
+def _layers_from_safetensors(
+    store: ModelStore, files: dict[str, str], progress: Progress
+) -> tuple[list[Layer], Path]:
+    """Converts an uploaded Hugging Face model directory into a GGUF blob, the model layer of the new model."""
+    paths = {}
+    for filename, digest in files.items():
+        path = store.blob_path(digest)
+        if not path.is_file():
+            raise CreateError(f'blob "{validate_digest(digest)}" not found')
+        paths[filename] = path
+    progress("converting model", "")
+    store.blobs_dir.mkdir(parents=True, exist_ok=True)
+    # Inside blobs/ with a dot name: the store's listing skips it and pruning removes one a crash left behind.
+    descriptor, temp_name = tempfile.mkstemp(dir=store.blobs_dir, prefix=".tmp-convert-")
+    os.close(descriptor)
+    temp_path = Path(temp_name)
+    try:
+        convert_bert(paths, temp_path)
+        read_gguf(temp_path)
+        digest, size = store.add_blob_from_file(temp_path)
+    except ConversionError as exc:
+        raise CreateError(str(exc)) from None
+    except GGUFError:
+        log.exception("converted_gguf_invalid")
+        raise CreateError("the converted model is not a valid GGUF") from None
+    finally:
+        temp_path.unlink(missing_ok=True)
+    return [Layer(media_type=MEDIA_TYPE_MODEL, digest=digest, size=size)], store.blob_path(digest)
 
 
 def _add_layer(store: ModelStore, media_type: str, content: bytes, progress: Progress) -> Layer:
