@@ -238,7 +238,11 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         )
         async for update in _in_thread_with_progress(
             lambda progress: create_model(
-                self.catalog.store, spec, lambda status, digest: progress({"status": status, "digest": digest}),
+                self.catalog.store,
+                spec,
+                lambda status, digest, total=0, completed=0: progress(
+                    {"status": status, "digest": digest, "total": total, "completed": completed}
+                ),
                 check_template=GoTemplate,
             )
         ):

@@ -103,5 +103,5 @@ def import_gguf(store: ModelStore, name: ModelName, path: Path, template: str, p
     read_gguf(path)  # validated before a byte is copied
     digest, _ = store.add_blob_from_file(path)
     spec = CreateSpec(name=str(name), files={path.name: digest}, template=template, parameters=params)
-    create_model(store, spec, progress=lambda status, digest: None, check_template=lambda text: None)
+    create_model(store, spec, progress=lambda *update: None, check_template=lambda text: None)
     log.info("bundled_model_imported", model=name.display_shortest())

@@ -1,6 +1,9 @@
 """Creating models, as Ollama's ``/api/create`` does: from a stored model, uploaded GGUF blobs or an
 uploaded Hugging Face BERT model directory (converted to GGUF).
 
+A ``quantize`` request runs llama.cpp's quantizer on the model layer in a child process
+(``herd.core.runner.quantize``), so a llama.cpp abort never takes core down.
+
 Every layer is a blob written (or found) first; the manifest is written last, so a create that
 fails or is interrupted leaves no model behind, only blobs the next pruning may remove.
 """
@@ -8,13 +11,15 @@ fails or is interrupted leaves no model behind, only blobs the next pruning may 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import structlog
 
@@ -39,7 +44,12 @@ from herd.core.store.store import ModelStore, StoredModel
 
 log = structlog.get_logger(__name__)
 
-Progress = Callable[[str, str], None]  # (status, digest)
+
+class Progress(Protocol):
+    """Reports one step; ``total``/``completed`` (bytes) only for steps that take a while, as quantizing."""
+
+    def __call__(self, status: str, digest: str, total: int = 0, completed: int = 0) -> None: ...
+
 
 # platform.machine() → Go's GOARCH, which Ollama's config blob records.
 _GOARCH = {
@@ -54,6 +64,17 @@ _GOARCH = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
+# The types a model can be quantized to, as Ollama names them (the request is upper-cased first) →
+# the type llama.cpp is asked for; the short K names mean their medium variant, as in llama.cpp.
+_QUANTIZE_TYPES = {
+    **{name: name for name in "F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M".split()},
+    **{name: name for name in "Q5_K_S Q5_K_M Q6_K".split()},
+    "Q3_K": "Q3_K_M",
+    "Q4_K": "Q4_K_M",
+    "Q5_K": "Q5_K_M",
+}
+# llama.cpp quantizes only from unquantized weights; Ollama refuses the rest before trying.
+_QUANTIZABLE_SOURCES = ("F16", "BF16", "F32")
 # Layers a create replaces when the request gives a value; everything else comes from the base.
 _REPLACEABLE = (MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_PARAMS)
 
@@ -86,8 +107,7 @@ def create_model(store: ModelStore, spec: CreateSpec, progress: Progress, check_
     name = ModelName.parse(spec.name)
     if spec.adapters:
         raise CreateError("adapters are not supported yet")
-    if spec.quantize:
-        raise CreateError("quantization is not supported yet")
+    quantize_to = quantize_type(spec.quantize) if spec.quantize else None
     if spec.base and not spec.files:
         base = store.get(spec.base)
         layers = list(base.manifest.layers)
@@ -100,6 +120,8 @@ def create_model(store: ModelStore, spec: CreateSpec, progress: Progress, check_
         base, parent = None, ""
     else:
         raise CreateError("neither 'from' or 'files' was specified")
+    if quantize_to is not None and gguf_path is not None:
+        layers, gguf_path = _quantize_model_layer(store, layers, gguf_path, quantize_to, progress)
     if spec.template is not None:
         try:
             check_template(spec.template)
@@ -122,7 +144,7 @@ def create_model(store: ModelStore, spec: CreateSpec, progress: Progress, check_
     for layer in layers:
         if layer.media_type not in _REPLACEABLE or replacements[layer.media_type] is None:
             progress(f"using existing layer {layer.digest}", layer.digest)
-    config = _config(store, gguf_path, base, layers, parent)
+    config = _config(store, gguf_path, base, layers, parent, file_type=quantize_to)
     progress("writing manifest", "")
     store.write_manifest(name, Manifest(config=config, layers=layers))
     log.info("model_created", model=name.display_shortest(), layers=len(layers))
@@ -201,10 +223,14 @@ def _blob_exists(store: ModelStore, content: bytes) -> bool:
     return store.blob_path("sha256:" + hashlib.sha256(content).hexdigest()).is_file()
 
 
-def _config(store: ModelStore, gguf_path, base: StoredModel | None, layers: list[Layer], parent: str) -> Layer:
-    """Ollama's ConfigV2, from the base model's config or the GGUF header."""
+def _config(
+    store: ModelStore, gguf_path, base: StoredModel | None, layers: list[Layer], parent: str, file_type: str | None
+) -> Layer:
+    """Ollama's ConfigV2, from the base model's config or the GGUF header; ``file_type`` after a quantization."""
     if base is not None and base.config:
         config = dict(base.config)
+        if file_type is not None:
+            config["file_type"] = file_type
     else:
         info = read_gguf(gguf_path)
         config = {
@@ -223,3 +249,88 @@ def _config(store: ModelStore, gguf_path, base: StoredModel | None, layers: list
         config["parent_model"] = parent
     digest, size = store.add_blob_bytes(go_json_bytes(config))
     return Layer(media_type=MEDIA_TYPE_CONFIG, digest=digest, size=size)
+
+
+def quantize_type(requested: str) -> str:
+    """The llama.cpp type name for a request's ``quantize`` (``q4_K_M`` → ``Q4_K_M``); raises CreateError."""
+    wanted = requested.upper()
+    if wanted not in _QUANTIZE_TYPES:
+        supported = ", ".join(dict.fromkeys(_QUANTIZE_TYPES.values()))
+        raise CreateError(f"unsupported quantization type {wanted} - supported types are {supported}")
+    return _QUANTIZE_TYPES[wanted]
+
+
+def _quantize_model_layer(
+    store: ModelStore, layers: list[Layer], gguf_path: Path, target: str, progress: Progress
+) -> tuple[list[Layer], Path]:
+    """Replaces the weights layer (the last model layer, as Ollama loads it) by its quantization to ``target``."""
+    try:
+        source = read_gguf(gguf_path).file_type_name
+    except GGUFError:
+        raise CreateError("supplied file was not in GGUF format") from None
+    if source not in _QUANTIZABLE_SOURCES:
+        raise CreateError("quantization is only supported for F16, BF16 and F32 models")
+    if source == target:
+        return layers, gguf_path
+    store.blobs_dir.mkdir(parents=True, exist_ok=True)
+    # Inside blobs/ with a dot name: the store's listing skips it and pruning removes one a crash left behind.
+    descriptor, temp_name = tempfile.mkstemp(dir=store.blobs_dir, prefix=".tmp-quantize-")
+    os.close(descriptor)
+    temp_path = Path(temp_name)
+    try:
+        _run_quantizer(gguf_path, temp_path, target, f"quantizing {source} model to {target}", progress)
+        progress("verifying conversion", "")
+        try:
+            quantized = read_gguf(temp_path).file_type_name
+        except GGUFError:
+            log.exception("quantized_gguf_invalid", target=target)
+            raise CreateError(f"quantizing the model to {target} did not produce a valid GGUF") from None
+        if quantized != target:
+            log.error("quantized_file_type_mismatch", target=target, file_type=quantized)
+            raise CreateError(f"quantizing the model to {target} produced {quantized} instead")
+        digest, size = store.add_blob_from_file(temp_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    log.info("model_quantized", source=source, target=target, digest=digest, size=size)
+    last_model = max(i for i, layer in enumerate(layers) if layer.media_type == MEDIA_TYPE_MODEL)
+    layers = list(layers)
+    layers[last_model] = Layer(media_type=MEDIA_TYPE_MODEL, digest=digest, size=size)
+    return layers, store.blob_path(digest)
+
+
+def _run_quantizer(source: Path, output: Path, target: str, status: str, progress: Progress) -> None:
+    """Runs ``herd.core.runner.quantize`` and turns its per-tensor lines into byte progress, as Ollama reports it."""
+    total = source.stat().st_size
+    progress(status, "", total=total, completed=0)
+    command = [sys.executable, "-m", "herd.core.runner.quantize"]
+    command += ["--input", str(source), "--output", str(output), "--type", target]
+    # llama.cpp narrates every tensor on stderr: a file, not a pipe, so a big model cannot fill it and stall.
+    with tempfile.TemporaryFile() as narration:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=narration, text=True
+        )
+        try:
+            for line in process.stdout:
+                tensor, tensors = _tensor_progress(line)
+                if tensors:
+                    progress(status, "", total=total, completed=total * tensor // tensors)
+            returncode = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+        if returncode != 0:
+            narration.seek(0)
+            tail = narration.read()[-4000:].decode("utf-8", "replace")
+            log.error("quantize_failed", target=target, returncode=returncode, stderr=tail)
+            raise CreateError(f"llama.cpp could not quantize the model to {target}")
+
+
+def _tensor_progress(line: str) -> tuple[int, int]:
+    """(tensor, tensors) from one of the quantizer's progress lines; (0, 0) for anything else."""
+    try:
+        report = json.loads(line)
+        return int(report["tensor"]), int(report["tensors"])
+    except (ValueError, KeyError, TypeError):
+        return 0, 0

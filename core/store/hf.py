@@ -114,7 +114,7 @@ def pull_hf_model(store: ModelStore, name: str, *, progress: Progress) -> None:
     )
     progress({"status": "writing manifest"})
     try:
-        create_model(store, spec, progress=lambda status, digest: None, check_template=GoTemplate)
+        create_model(store, spec, progress=lambda *update: None, check_template=GoTemplate)
     except CreateError as exc:
         raise RegistryError(str(exc)) from None
     log.info("hf_model_pulled", model=spec.name, repo=repo_id, file=weights.path, digest=digest)
