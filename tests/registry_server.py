@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,3 +82,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh, empty registry for one test: ``"127.0.0.1:<port>"``."""
     with running_registry(tmp_path_factory.mktemp("registry")) as address:
         yield address
+
+
+def statuses(lines: list[dict[str, Any]]) -> list[str]:
+    """The distinct progress statuses in order (per-blob lines repeat while bytes arrive)."""
+    result: list[str] = []
+    for line in lines:
+        if not result or result[-1] != line["status"]:
+            result.append(line["status"])
+    return result

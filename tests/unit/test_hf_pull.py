@@ -20,6 +20,7 @@ from tests.hf_server import (
     running_hub,
     smollm2_gguf,
 )
+from tests.registry_server import statuses
 
 
 def file_sha256(path: Path) -> str:
@@ -39,15 +40,6 @@ def pull(store: ModelStore, name: str) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
     pull_hf_model(store, name, progress=lines.append)
     return lines
-
-
-def statuses(lines: list[dict[str, Any]]) -> list[str]:
-    """The distinct statuses in order (the per-file line repeats while bytes arrive)."""
-    result: list[str] = []
-    for line in lines:
-        if not result or result[-1] != line["status"]:
-            result.append(line["status"])
-    return result
 
 
 def store_entries(store: ModelStore) -> set[str]:

@@ -27,7 +27,7 @@ from herd.core.store.manifest import (
 from herd.core.store.names import ModelName
 from herd.core.store.registry import ManifestNotFound, RegistryError, pull_model, push_model
 from herd.core.store.store import ModelNotFound, ModelStore
-from tests.registry_server import registry  # noqa: F401  (the fixture)
+from tests.registry_server import registry, statuses  # noqa: F401  (registry: the fixture)
 
 MiB = 1 << 20
 
@@ -46,15 +46,6 @@ def make_model(store: ModelStore, name: str, weights: bytes) -> Manifest:
     manifest = Manifest(config=Layer(MEDIA_TYPE_CONFIG, config_digest, config_size), layers=layers)
     store.write_manifest(ModelName.parse(name), manifest)
     return manifest
-
-
-def statuses(lines: list[dict[str, Any]]) -> list[str]:
-    """The distinct statuses in order (per-blob lines repeat while bytes arrive)."""
-    result: list[str] = []
-    for line in lines:
-        if not result or result[-1] != line["status"]:
-            result.append(line["status"])
-    return result
 
 
 def blob_files(store: ModelStore) -> dict[str, bytes]:
