@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -48,8 +49,13 @@ def start_server(tmp: Path, **env_overrides: str) -> Server:
     )
     log_path = tmp / "server.log"
     log_file = log_path.open("wb")
+    # Its own session, so that kill_server can take down the whole tree (core, gateway, runners) at once.
     process = subprocess.Popen(
-        [sys.executable, "-m", "herd.cli.main", "serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "herd.cli.main", "serve"],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     server = Server(f"http://127.0.0.1:{port}", f"127.0.0.1:{grpc_port}", models, process, log_path)
     deadline = time.monotonic() + 300
@@ -73,6 +79,12 @@ def stop_server(server: Server) -> int:
     except subprocess.TimeoutExpired:
         server.process.kill()
         return server.process.wait()
+
+
+def kill_server(server: Server) -> None:
+    """SIGKILL to every process of the server at once: what a power cut or the OOM killer does."""
+    os.killpg(server.process.pid, signal.SIGKILL)
+    server.process.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,24 @@
-"""A real Docker registry (Debian's ``docker-registry``, i.e. distribution 2.x) for tests.
+"""A real Docker registry (Debian's ``docker-registry``, i.e. distribution 2.x) for tests, and HTTP
+servers to put in front of it.
 
 ``running_registry`` starts one on a free loopback port with its storage in a temporary directory and
 stops it afterwards; the ``registry`` fixture yields its ``"127.0.0.1:<port>"`` and skips the test
-when the binary is not installed (``apt-get install docker-registry``).
+when the binary is not installed (``apt-get install docker-registry``). ``serve`` runs a scripted
+HTTP server; ``proxy_to`` a pass-through proxy that records what it forwards and can be slowed down.
 """
 
 from __future__ import annotations
 
+import http.client
 import shutil
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +97,97 @@ def statuses(lines: list[dict[str, Any]]) -> list[str]:
         if not result or result[-1] != line["status"]:
             result.append(line["status"])
     return result
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body_bytes: int = 0
+
+
+@dataclass
+class Recorder:
+    requests: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Seconds to wait before each 64 KiB of a forwarded body: lets a test catch a pull half-way.
+    delay_per_chunk_s: float = 0.0
+
+    def blob_gets(self, digest: str) -> list[Seen]:
+        return [seen for seen in self.requests if seen.method == "GET" and seen.path.endswith(f"/blobs/{digest}")]
+
+
+@contextmanager
+def serve(handle: Callable[[BaseHTTPRequestHandler, Recorder], None]) -> Iterator[tuple[str, Recorder]]:
+    """A threaded HTTP server on loopback whose requests ``handle`` answers; yields its address."""
+    recorder = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            handle(self, recorder)
+
+        do_GET = do_HEAD = do_POST = do_PUT = _any
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that hangs up early (an interrupted pull) is part of these tests
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def reply(
+    handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+) -> None:
+    handler.send_response(status)
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+@contextmanager
+def proxy_to(upstream_address: str) -> Iterator[tuple[str, Recorder]]:
+    """A pass-through proxy in front of ``upstream_address`` that records each request and the body bytes
+    it sent; yields ``(address, recorder)``."""
+
+    def forward(handler: BaseHTTPRequestHandler, recorder: Recorder) -> None:
+        seen = Seen(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+        with recorder.lock:
+            recorder.requests.append(seen)
+        upstream = http.client.HTTPConnection(upstream_address, timeout=30)
+        forwarded = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range", "authorization")}
+        upstream.request(handler.command, handler.path, headers=forwarded)
+        response = upstream.getresponse()
+        handler.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "date", "server"):
+                handler.send_header(key, value)
+        handler.end_headers()
+        try:
+            while handler.command != "HEAD" and (chunk := response.read(64 << 10)):
+                time.sleep(recorder.delay_per_chunk_s)
+                handler.wfile.write(chunk)
+                seen.body_bytes += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: an interrupted pull
+        upstream.close()
+
+    with serve(forward) as served:
+        yield served

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,14 @@ from herd.core.store.manifest import (
 from herd.core.store.names import ModelName
 from herd.core.store.registry import ManifestNotFound, RegistryError, pull_model, push_model
 from herd.core.store.store import ModelNotFound, ModelStore
-from tests.registry_server import registry, statuses  # noqa: F401  (registry: the fixture)
+from tests.registry_server import (  # noqa: F401  (registry: the fixture)
+    Recorder,
+    Seen,
+    proxy_to,
+    registry,
+    reply,
+    serve,
+)
 
 MiB = 1 << 20
 
@@ -52,160 +58,10 @@ def blob_files(store: ModelStore) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in store.blobs_dir.iterdir()}
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body_bytes: int = 0
-
-
-@dataclass
-class Recorder:
-    requests: list[Seen] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def blob_gets(self, digest: str) -> list[Seen]:
-        return [seen for seen in self.requests if seen.method == "GET" and seen.path.endswith(f"/blobs/{digest}")]
-
-
-def serve(handle: Callable[[BaseHTTPRequestHandler, Recorder], None]) -> Iterator[tuple[str, Recorder]]:
-    """A threaded HTTP server on loopback whose requests ``handle`` answers; yields its address."""
-    recorder = Recorder()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _any(self) -> None:
-            handle(self, recorder)
-
-        do_GET = do_HEAD = do_POST = do_PUT = _any
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # a client that hangs up early (an interrupted pull) is part of these tests
-
-    server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}", recorder
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def reply(
-    handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None
-) -> None:
-    handler.send_response(status)
-    for key, value in (headers or {}).items():
-        handler.send_header(key, value)
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
-
-
 @pytest.fixture
 def counting_proxy(registry: str) -> Iterator[tuple[str, Recorder]]:  # noqa: F811
-    """A pass-through proxy in front of the real registry that records each request and the body bytes sent."""
-
-    def forward(handler: BaseHTTPRequestHandler, recorder: Recorder) -> None:
-        seen = Seen(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
-        with recorder.lock:
-            recorder.requests.append(seen)
-        upstream = http.client.HTTPConnection(registry, timeout=30)
-        forwarded = {k: v for k, v in handler.headers.items() if k.lower() in ("accept", "range", "authorization")}
-        upstream.request(handler.command, handler.path, headers=forwarded)
-        response = upstream.getresponse()
-        handler.send_response(response.status)
-        for key, value in response.getheaders():
-            if key.lower() not in ("transfer-encoding", "connection", "date", "server"):
-                handler.send_header(key, value)
-        handler.end_headers()
-        try:
-            while handler.command != "HEAD" and (chunk := response.read(64 << 10)):
-                handler.wfile.write(chunk)
-                seen.body_bytes += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client stopped reading: an interrupted pull
-        upstream.close()
-
-    yield from serve(forward)
-
-
-def test_push_then_pull_gives_the_same_model_byte_for_byte(tmp_path: Path, registry: str) -> None:  # noqa: F811
-    name = f"{registry}/herd/tiny:q4"
-    source = ModelStore(tmp_path / "a")
-    manifest = make_model(source, name, os.urandom(300_000))
-    pushed: list[dict[str, Any]] = []
-    push_model(source, name, insecure=True, progress=pushed.append)
-
-    layer_statuses = [f"pushing {layer.digest[7:19]}" for layer in (*manifest.layers, manifest.config)]
-    assert statuses(pushed) == ["retrieving manifest", *layer_statuses, "pushing manifest", "success"]
-    finals = [line for line in pushed if line["status"].startswith("pushing ") and line.get("digest")]
-    assert {(line["digest"], line["total"]) for line in finals} == {
-        (layer.digest, layer.size) for layer in (*manifest.layers, manifest.config)
-    }
-    assert all(line["completed"] <= line["total"] for line in finals)
-
-    target = ModelStore(tmp_path / "b")
-    pulled: list[dict[str, Any]] = []
-    pull_model(target, name, insecure=True, progress=pulled.append)
-
-    layer_statuses = [f"pulling {layer.digest[7:19]}" for layer in (*manifest.layers, manifest.config)]
-    assert statuses(pulled) == [
-        "pulling manifest",
-        *layer_statuses,
-        "verifying sha256 digest",
-        "writing manifest",
-        "success",
-    ]
-    weights = manifest.layers[0]
-    weight_lines = [line for line in pulled if line.get("digest") == weights.digest]
-    assert weight_lines[-1] == {
-        "status": f"pulling {weights.digest[7:19]}",
-        "digest": weights.digest,
-        "total": weights.size,
-        "completed": weights.size,
-    }
-    assert blob_files(target) == blob_files(source)
-    manifest_path = ModelName.parse(name).manifest_path
-    assert manifest_path(target.root).read_bytes() == manifest_path(source.root).read_bytes()
-    assert target.get(name).manifest == manifest
-
-
-def test_pushing_again_skips_blobs_the_registry_has(tmp_path: Path, registry: str) -> None:  # noqa: F811
-    name = f"{registry}/herd/tiny"
-    store = ModelStore(tmp_path / "a")
-    manifest = make_model(store, name, b"weights")
-    push_model(store, name, insecure=True, progress=lambda line: None)
-    again: list[dict[str, Any]] = []
-    push_model(store, name, insecure=True, progress=again.append)
-    layer_lines = [line for line in again if line.get("digest")]
-    # One line per layer, already complete: nothing was uploaded.
-    assert [(line["digest"], line["completed"]) for line in layer_lines] == [
-        (layer.digest, layer.size) for layer in (*manifest.layers, manifest.config)
-    ]
-
-
-def test_pushing_a_model_that_is_not_stored_fails(tmp_path: Path, registry: str) -> None:  # noqa: F811
-    with pytest.raises(ModelNotFound):
-        push_model(ModelStore(tmp_path), f"{registry}/herd/absent", insecure=True, progress=lambda line: None)
-
-
-def test_a_missing_model_gives_ollamas_error(tmp_path: Path, registry: str) -> None:  # noqa: F811
-    store = ModelStore(tmp_path)
-    with pytest.raises(ManifestNotFound) as caught:
-        pull_model(store, f"{registry}/herd/absent:latest", insecure=True, progress=lambda line: None)
-    assert str(caught.value) == "pull model manifest: file does not exist"
-    assert store.is_empty()
+    with proxy_to(registry) as proxy:
+        yield proxy
 
 
 def test_plain_http_needs_insecure(tmp_path: Path) -> None:
@@ -318,16 +174,12 @@ def scripted(routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]) -> Cal
 @pytest.fixture
 def hostile() -> Iterator[Callable[[dict[str, Callable[[BaseHTTPRequestHandler], None]]], tuple[str, Recorder]]]:
     """Starts scripted registries: ``hostile({path: handler})`` gives ``(address, recorder)``."""
-    stack: list[Iterator[tuple[str, Recorder]]] = []
+    with ExitStack() as stack:
 
-    def start(routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]) -> tuple[str, Recorder]:
-        server = serve(scripted(routes))
-        stack.append(server)
-        return next(server)
+        def start(routes: dict[str, Callable[[BaseHTTPRequestHandler], None]]) -> tuple[str, Recorder]:
+            return stack.enter_context(serve(scripted(routes)))
 
-    yield start
-    for server in stack:
-        next(server, None)
+        yield start
 
 
 def store_is_untouched(store: ModelStore) -> bool:
