@@ -35,7 +35,7 @@ class CoreServer:
 
     def __init__(self, settings: CoreSettings):
         self.settings = settings
-        self.store = ModelStore(settings.models_dir)
+        self.store = ModelStore(settings.models_dir, remove_replaced_layers=settings.prune)
         self.catalog = ModelCatalog(self.store)
         runner_factory = partial(
             start_runner,

@@ -99,10 +99,13 @@ class CreateSpec:
     quantize: str = ""
 
 
-def create_model(store: ModelStore, spec: CreateSpec, progress: Progress, check_template: Callable[[str], None]) -> None:
+def create_model(
+    store: ModelStore, spec: CreateSpec, progress: Progress, check_template: Callable[[str], None]
+) -> set[str]:
     """Builds ``spec`` into the store, reporting each step; raises CreateError, ModelNotFound, …
 
     ``check_template`` raises when a template does not parse (the store knows no template engine).
+    Returns the digests of blobs removed because the model it replaced was their last user.
     """
     name = ModelName.parse(spec.name)
     if spec.adapters:
@@ -146,9 +149,10 @@ def create_model(store: ModelStore, spec: CreateSpec, progress: Progress, check_
             progress(f"using existing layer {layer.digest}", layer.digest)
     config = _config(store, gguf_path, base, layers, parent, file_type=quantize_to)
     progress("writing manifest", "")
-    store.write_manifest(name, Manifest(config=config, layers=layers))
+    removed = store.write_manifest(name, Manifest(config=config, layers=layers))
     log.info("model_created", model=name.display_shortest(), layers=len(layers))
     progress("success", "")
+    return removed
 
 
 def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:

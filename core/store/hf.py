@@ -114,9 +114,11 @@ def pull_hf_model(store: ModelStore, name: str, *, progress: Progress) -> None:
     )
     progress({"status": "writing manifest"})
     try:
-        create_model(store, spec, progress=lambda *update: None, check_template=GoTemplate)
+        removed = create_model(store, spec, progress=lambda *update: None, check_template=GoTemplate)
     except CreateError as exc:
         raise RegistryError(str(exc)) from None
+    if removed:
+        progress({"status": "removing unused layers"})
     log.info("hf_model_pulled", model=spec.name, repo=repo_id, file=weights.path, digest=digest)
     progress({"status": "success"})
 

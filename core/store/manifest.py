@@ -149,5 +149,9 @@ class Manifest:
         """Bytes of all layers plus the config, as ``ollama list`` reports."""
         return self.config.size + sum(layer.size for layer in self.layers)
 
+    def digests(self) -> set[str]:
+        """The blobs this manifest needs: every layer's and the config's."""
+        return {layer.digest for layer in (self.config, *self.layers)}
+
     def layers_of(self, media_type: str) -> list[Layer]:
         return [layer for layer in self.layers if layer.media_type == media_type]

@@ -110,7 +110,8 @@ def pull_model(store: ModelStore, name: str, *, insecure: bool, progress: Progre
             _pull_blob(session, store, target, layer, progress)
     progress({"status": "verifying sha256 digest"})
     progress({"status": "writing manifest"})
-    store.write_manifest(target.name, manifest)
+    if store.write_manifest(target.name, manifest):
+        progress({"status": "removing unused layers"})
     log.info("model_pulled", model=str(target.name), layers=len(manifest.layers))
     progress({"status": "success"})
 

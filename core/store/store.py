@@ -93,8 +93,10 @@ class ModelDetails:
 class ModelStore:
     """Models under one ``OLLAMA_MODELS`` root; ``blobs/`` and ``manifests/`` are created on first write."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remove_replaced_layers: bool = True) -> None:
         self.root = Path(root)
+        # OLLAMA_NOPRUNE keeps the blobs a replaced manifest no longer needs.
+        self.remove_replaced_layers = remove_replaced_layers
         self.blobs_dir = self.root / "blobs"
         self.manifests_dir = self.root / "manifests"
         self._gguf_cache: OrderedDict[str, GGUFInfo] = OrderedDict()
@@ -171,13 +173,7 @@ class ModelStore:
             except OSError:
                 break
         log.info("manifest_removed", model=str(model.name))
-        referenced = self._referenced_digests()
-        if referenced is None:
-            log.warning("blobs_kept", reason="an unreadable manifest may still need them")
-            return
-        for layer in (model.manifest.config, *model.manifest.layers):
-            if layer.digest not in referenced:
-                self.blob_path(layer.digest).unlink(missing_ok=True)
+        self._remove_unreferenced(model.manifest.digests())
 
     def prune(self, grace_s: float) -> int:
         """Removes blobs no manifest names and abandoned temporary files, if older than ``grace_s``.
@@ -219,18 +215,42 @@ class ModelStore:
                 manifest = self._load(ModelName(*path.relative_to(self.manifests_dir).parts), path).manifest
             except (InvalidModelName, CorruptManifest, OSError):
                 return None
-            digests.update(layer.digest for layer in (manifest.config, *manifest.layers))
+            digests |= manifest.digests()
         return digests
 
-    def write_manifest(self, name: ModelName, manifest: Manifest) -> None:
-        """Make a model visible by writing its manifest; every blob it names must already be stored."""
+    def _remove_unreferenced(self, digests: set[str]) -> set[str]:
+        """Removes those of ``digests``' blobs that no manifest names; returns the ones removed."""
+        referenced = self._referenced_digests()
+        if referenced is None:
+            log.warning("blobs_kept", reason="an unreadable manifest may still need them")
+            return set()
+        unused = digests - referenced
+        for digest in unused:
+            self.blob_path(digest).unlink(missing_ok=True)
+        return unused
+
+    def write_manifest(self, name: ModelName, manifest: Manifest) -> set[str]:
+        """Make a model visible by writing its manifest; every blob it names must already be stored.
+
+        When it replaces a manifest, the old one's blobs that nothing uses any more are removed (unless
+        ``remove_replaced_layers`` is off); returns their digests.
+        """
         for layer in (manifest.config, *manifest.layers):
             if not self.blob_path(layer.digest).is_file():
                 raise CorruptManifest(f"manifest references a missing blob {layer.digest}")
         path = name.manifest_path(self.root)
+        try:
+            replaced = self._load(name, path).manifest.digests() - manifest.digests()
+        except (CorruptManifest, OSError):  # none yet, or one past reading: nothing to clean up after
+            replaced = set()
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomically(path, manifest.to_json_bytes())
         log.info("manifest_written", model=str(name), layers=len(manifest.layers))
+        if not (replaced and self.remove_replaced_layers):
+            return set()
+        removed = self._remove_unreferenced(replaced)
+        log.info("replaced_layers_removed", model=str(name), removed=len(removed))
+        return removed
 
     def gguf(self, digest: str) -> GGUFInfo:
         """The parsed header of a GGUF blob; blobs are immutable, so headers are cached by digest."""

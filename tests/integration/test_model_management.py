@@ -112,3 +112,18 @@ def test_delete_removes_blobs_no_other_model_uses(client, server):
     client.delete("ephemeral")
     assert not blob(system_layer["digest"]).exists()
     assert blob(model_layer["digest"]).is_file()  # still the bundled model's
+
+
+def test_creating_over_a_model_removes_the_layers_only_its_old_version_used(client, server):
+    def system_blob() -> str:
+        manifest = json.loads((server.models_dir / "manifests/registry.ollama.ai/library/revised/latest").read_text())
+        layer = next(l for l in manifest["layers"] if l["mediaType"].endswith(".system"))
+        return server.models_dir / "blobs" / layer["digest"].replace(":", "-")
+
+    client.create("revised", from_=CHAT_MODEL, system="The first version's system prompt.", stream=False)
+    first = system_blob()
+    client.create("revised", from_="revised", system="The second version's system prompt.", stream=False)
+    assert not first.exists()
+    assert system_blob().read_text() == "The second version's system prompt."
+    assert client.show("revised").details.family == "llama"
+    client.delete("revised")

@@ -33,6 +33,7 @@ from tests.registry_server import (  # noqa: F401  (registry: the fixture)
     registry,
     reply,
     serve,
+    statuses,
 )
 
 MiB = 1 << 20
@@ -142,6 +143,51 @@ def test_two_concurrent_pulls_fetch_each_blob_once(
         assert len(recorder.blob_gets(layer.digest)) == 1, layer.media_type
         assert target.blob_path(layer.digest).read_bytes() == source.blob_path(layer.digest).read_bytes()
     assert not [path for path in target.blobs_dir.iterdir() if path.name.startswith(".")]
+
+
+@pytest.mark.parametrize("remove_replaced_layers", [True, False])
+def test_pulling_a_new_version_removes_the_layers_only_the_old_one_used(
+    tmp_path: Path,
+    registry: str,  # noqa: F811
+    remove_replaced_layers: bool,
+) -> None:
+    source = ModelStore(tmp_path / "a")
+    name = f"{registry}/herd/versioned:latest"
+    old = make_model(source, name, b"old weights")
+    push_model(source, name, insecure=True, progress=lambda line: None)
+    target = ModelStore(tmp_path / "b", remove_replaced_layers=remove_replaced_layers)
+    pull_model(target, name, insecure=True, progress=lambda line: None)
+    new = make_model(source, name, b"new weights")
+    push_model(source, name, insecure=True, progress=lambda line: None)
+
+    lines: list[dict[str, Any]] = []
+    pull_model(target, name, insecure=True, progress=lines.append)
+
+    removing = ["removing unused layers"] if remove_replaced_layers else []
+    seen = statuses(lines)
+    assert seen[seen.index("writing manifest"):] == ["writing manifest", *removing, "success"]
+    assert target.get(name).manifest == new
+    assert target.blob_path(old.layers[0].digest).exists() is not remove_replaced_layers
+    assert target.blob_path(old.layers[1].digest).exists()  # the template: the new version has it too
+
+
+def test_a_replaced_layer_another_model_uses_is_kept(tmp_path: Path, registry: str) -> None:  # noqa: F811
+    source = ModelStore(tmp_path / "a")
+    name = f"{registry}/herd/shared-old:latest"
+    old = make_model(source, name, b"old weights")
+    push_model(source, name, insecure=True, progress=lambda line: None)
+    target = ModelStore(tmp_path / "b")
+    pull_model(target, name, insecure=True, progress=lambda line: None)
+    target.copy(name, "keeps-the-old-one:latest")
+    make_model(source, name, b"new weights")
+    push_model(source, name, insecure=True, progress=lambda line: None)
+
+    lines: list[dict[str, Any]] = []
+    pull_model(target, name, insecure=True, progress=lines.append)
+
+    assert "removing unused layers" not in statuses(lines)
+    assert target.blob_path(old.layers[0].digest).exists()
+    assert target.get("keeps-the-old-one").manifest == old
 
 
 # Scripted registries for what a real one never sends.
