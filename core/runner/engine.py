@@ -57,6 +57,7 @@ class EngineConfig:
     n_gpu_layers: int = -1  # -1: all when the build can offload, else none
     main_gpu: int = 0
     use_mmap: bool = True
+    lora_paths: tuple[str, ...] = ()  # GGUF LoRA adapters, applied at full scale
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ class Engine:
         if not model:
             raise EngineError("unable to load model")
         self.model = model
+        # llama.cpp frees adapters together with their model.
+        self._adapters = self._load_adapters(cfg.lora_paths)
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
@@ -228,6 +231,7 @@ class Engine:
         if not ctx:
             llama_cpp.llama_model_free(model)
             raise EngineError("unable to create a context for the model")
+        self._apply_adapters(ctx)
         self.ctx = ctx
         self.mem = llama_cpp.llama_get_memory(ctx)
         self.n_batch = cfg.n_batch
@@ -248,6 +252,26 @@ class Engine:
             gpu_layers=gpu_layers,
             load_ns=self.load_duration_ns,
         )
+
+    def _load_adapters(self, paths: tuple[str, ...]) -> list:
+        adapters = []
+        for path in paths:
+            adapter = llama_cpp.llama_adapter_lora_init(self.model, path.encode())
+            if not adapter:
+                llama_cpp.llama_model_free(self.model)
+                raise EngineError("unable to load the LoRA adapter")
+            adapters.append(adapter)
+        return adapters
+
+    def _apply_adapters(self, ctx) -> None:
+        """Puts this model's LoRA adapters on ``ctx`` at scale 1, as Ollama applies an ADAPTER."""
+        if not self._adapters:
+            return
+        count = len(self._adapters)
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * count)(*self._adapters)
+        scales = (ctypes.c_float * count)(*([1.0] * count))
+        if llama_cpp.llama_set_adapters_lora(ctx, adapters, count, scales) != 0:
+            raise EngineError("unable to apply the LoRA adapter")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="herd-engine", daemon=True)
@@ -545,6 +569,7 @@ class Engine:
             ctx = llama_cpp.llama_init_from_model(self.model, cparams)
             if not ctx:
                 raise EngineError("unable to create an embedding context")
+            self._apply_adapters(ctx)
             self._embed_ctx = ctx
             self._embed_seq_max = cparams.n_seq_max
         return self._embed_ctx

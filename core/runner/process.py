@@ -34,6 +34,7 @@ class RunnerSpec:
     model_path: Path
     options: RunnerOptions  # num_ctx already settled for the model
     n_parallel: int
+    adapter_paths: tuple[Path, ...] = ()
 
 
 class Runner:
@@ -110,6 +111,7 @@ async def start_runner(
     # The runner's EngineConfig, by field name (core never imports the engine, which loads llama.cpp).
     engine = {
         "model_path": str(spec.model_path),
+        "lora_paths": [str(path) for path in spec.adapter_paths],
         "n_ctx": opts.num_ctx,
         "n_parallel": spec.n_parallel,
         "n_batch": opts.num_batch,

@@ -24,8 +24,9 @@ from typing import Any, Callable, Protocol
 import structlog
 
 from herd.core.store.convert import ConversionError, convert_bert
-from herd.core.store.gguf import GGUFError, human_number, read_gguf
+from herd.core.store.gguf import GGUFError, GGUFInfo, human_number, read_gguf
 from herd.core.store.manifest import (
+    MEDIA_TYPE_ADAPTER,
     MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_LICENSE,
     MEDIA_TYPE_MESSAGES,
@@ -108,8 +109,6 @@ def create_model(
     Returns the digests of blobs removed because the model it replaced was their last user.
     """
     name = ModelName.parse(spec.name)
-    if spec.adapters:
-        raise CreateError("adapters are not supported yet")
     quantize_to = quantize_type(spec.quantize) if spec.quantize else None
     if spec.base and not spec.files:
         base = store.get(spec.base)
@@ -125,6 +124,10 @@ def create_model(
         raise CreateError("neither 'from' or 'files' was specified")
     if quantize_to is not None and gguf_path is not None:
         layers, gguf_path = _quantize_model_layer(store, layers, gguf_path, quantize_to, progress)
+    if spec.adapters:
+        # One adapter at a time, as Ollama: a new one replaces the base model's.
+        adapter = _adapter_layer(store, spec.adapters, gguf_path, progress)
+        layers = [layer for layer in layers if layer.media_type != MEDIA_TYPE_ADAPTER] + [adapter]
     if spec.template is not None:
         try:
             check_template(spec.template)
@@ -155,7 +158,7 @@ def create_model(
     return removed
 
 
-def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:
+def _check_file_names(files: dict[str, str]) -> None:
     for filename, digest in files.items():
         path = PurePosixPath(filename)
         if path.is_absolute() or ".." in path.parts or "\\" in filename:
@@ -164,6 +167,17 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
             validate_digest(digest)
         except InvalidDigest:
             raise CreateError("invalid digest format") from None
+
+
+def _stored_blob(store: ModelStore, digest: str) -> Path:
+    path = store.blob_path(digest)
+    if not path.is_file():
+        raise CreateError(f'blob "{validate_digest(digest)}" not found')
+    return path
+
+
+def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:
+    _check_file_names(files)
     ggufs = [(f, d) for f, d in files.items() if f.lower().endswith(".gguf")]
     if not ggufs:
         if "config.json" in files and any(f.lower().endswith(".safetensors") for f in files):
@@ -174,9 +188,7 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
     if len(ggufs) > 1:
         raise CreateError("only one GGUF file is supported")
     _, digest = ggufs[0]
-    path = store.blob_path(digest)
-    if not path.is_file():
-        raise CreateError(f'blob "{validate_digest(digest)}" not found')
+    path = _stored_blob(store, digest)
     progress("parsing GGUF", "")
     try:
         read_gguf(path)
@@ -186,16 +198,54 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
     return [layer], path
 
 
+def _adapter_layer(store: ModelStore, adapters: dict[str, str], model_path: Path | None, progress: Progress) -> Layer:
+    """The layer for a GGUF LoRA adapter, checked against the weights it will be applied to."""
+    _check_file_names(adapters)
+    if len(adapters) > 1:
+        raise CreateError("only one adapter is currently supported")
+    ((filename, digest),) = adapters.items()
+    if filename.lower().endswith(".safetensors"):
+        raise CreateError("only GGUF adapters are supported: convert the adapter to GGUF first")
+    if not filename.lower().endswith(".gguf"):
+        raise CreateError("unknown type")
+    path = _stored_blob(store, digest)
+    progress("parsing GGUF", "")
+    try:
+        adapter = read_gguf(path)
+    except GGUFError:
+        raise CreateError("supplied file was not in GGUF format") from None
+    if adapter.metadata.get("general.type") != "adapter" or adapter.metadata.get("adapter.type") != "lora":
+        raise CreateError("the adapter file is not a LoRA adapter")
+    if model_path is None:
+        raise CreateError("an adapter needs a model to apply to")
+    _check_adapter_fits(adapter, read_gguf(model_path))
+    return Layer(media_type=MEDIA_TYPE_ADAPTER, digest=validate_digest(digest), size=path.stat().st_size)
+
+
+def _check_adapter_fits(adapter: GGUFInfo, model: GGUFInfo) -> None:
+    """What llama.cpp checks when it loads an adapter, checked at create time instead of at the first chat."""
+    if adapter.architecture != model.architecture:
+        raise CreateError(f"the adapter is for {adapter.architecture} models, not {model.architecture}")
+    weights = {tensor.name: tensor.shape for tensor in model.tensors}
+    pairs = {tensor.name: tensor.shape for tensor in adapter.tensors}
+    for name, a_shape in pairs.items():
+        target = name.removesuffix(".lora_a").removesuffix(".lora_b")
+        if target + ".lora_a" not in pairs or target + ".lora_b" not in pairs:
+            raise CreateError(f"the adapter has half of a LoRA pair: {target}")
+        if not name.endswith(".lora_a") or target == "token_embd.weight":  # llama.cpp lays embeddings out otherwise
+            continue
+        b_shape = pairs.get(target + ".lora_b")
+        shape = weights.get(target)
+        # GGUF shapes list the row length first: A is (n_in, rank), B is (rank, n_out), the weight (n_in, n_out).
+        if b_shape is None or shape is None or (a_shape[0], b_shape[1], a_shape[1]) != (shape[0], shape[1], b_shape[0]):
+            raise CreateError(f"the adapter does not fit the model: {target}")
+
+
 def _layers_from_safetensors(
     store: ModelStore, files: dict[str, str], progress: Progress
 ) -> tuple[list[Layer], Path]:
     """Converts an uploaded Hugging Face model directory into a GGUF blob, the model layer of the new model."""
-    paths = {}
-    for filename, digest in files.items():
-        path = store.blob_path(digest)
-        if not path.is_file():
-            raise CreateError(f'blob "{validate_digest(digest)}" not found')
-        paths[filename] = path
+    paths = {filename: _stored_blob(store, digest) for filename, digest in files.items()}
     progress("converting model", "")
     store.blobs_dir.mkdir(parents=True, exist_ok=True)
     # Inside blobs/ with a dot name: the store's listing skips it and pruning removes one a crash left behind.

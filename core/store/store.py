@@ -28,6 +28,7 @@ import structlog
 
 from herd.core.store.gguf import GGUFInfo, human_number, read_gguf
 from herd.core.store.manifest import (
+    MEDIA_TYPE_ADAPTER,
     MEDIA_TYPE_LICENSE,
     MEDIA_TYPE_MESSAGES,
     MEDIA_TYPE_MODEL,
@@ -411,6 +412,11 @@ class StoredModel:
         layers = self._manifest.layers_of(MEDIA_TYPE_MODEL)
         # As in Ollama, the last model layer wins.
         return self._store.blob_path(layers[-1].digest) if layers else None
+
+    @cached_property
+    def adapter_paths(self) -> list[Path]:
+        """LoRA adapters (GGUF) applied over the weights."""
+        return [self._store.blob_path(layer.digest) for layer in self._manifest.layers_of(MEDIA_TYPE_ADAPTER)]
 
     @cached_property
     def projector_paths(self) -> list[Path]:

@@ -20,6 +20,7 @@ class FakeModel:
     digest: str = "d1"
     model_path: Path = Path("/nonexistent/model.gguf")
     context_length: int | None = 8192
+    adapter_paths: list[Path] = field(default_factory=list)
 
 
 @dataclass
