@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herd.v1 import common_pb2 as herd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17herd/v1/inference.proto\x12\x07herd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14herd/v1/common.proto\"\x93\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06suffix\x18\x03 \x01(\t\x12\x13\n\x06system\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08template\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x63ontext\x18\x06 \x03(\x05\x12\x0b\n\x03raw\x18\x07 \x01(\x08\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\t \x01(\x03H\x02\x88\x01\x01\x12!\n\x07options\x18\n \x01(\x0b\x32\x10.herd.v1.Options\x12\x0e\n\x06images\x18\x0b \x03(\x0c\x42\t\n\x07_systemB\x0b\n\t_templateB\x10\n\x0e_keep_alive_ns\"\xcf\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12(\n\x0b\x64one_reason\x18\x05 \x01(\x0e\x32\x13.herd.v1.DoneReason\x12!\n\x07metrics\x18\x06 \x01(\x0b\x32\x10.herd.v1.Metrics\x12\x0f\n\x07\x63ontext\x18\x07 \x03(\x05\"\x9a\x01\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x10\n\x08thinking\x18\x04 \x01(\t\x12%\n\ntool_calls\x18\x05 \x03(\x0b\x32\x11.herd.v1.ToolCall\x12\x11\n\ttool_name\x18\x06 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x07 \x01(\t\"\xbf\x01\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\"\n\x08messages\x18\x02 \x03(\x0b\x32\x10.herd.v1.Message\x12\x1c\n\x05tools\x18\x03 \x03(\x0b\x32\r.herd.v1.Tool\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12!\n\x07options\x18\x06 \x01(\x0b\x32\x10.herd.v1.OptionsB\x10\n\x0e_keep_alive_ns\"\xcb\x01\n\x0c\x43hatResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07message\x18\x03 \x01(\x0b\x32\x10.herd.v1.Message\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12(\n\x0b\x64one_reason\x18\x05 \x01(\x0e\x32\x13.herd.v1.DoneReason\x12!\n\x07metrics\x18\x06 \x01(\x0b\x32\x10.herd.v1.Metrics\"\xdb\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ndimensions\x18\x04 \x01(\x05\x12\x1a\n\rkeep_alive_ns\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12!\n\x07options\x18\x06 \x01(\x0b\x32\x10.herd.v1.Options\x12\x16\n\tnormalize\x18\x07 \x01(\x08H\x02\x88\x01\x01\x42\x0b\n\t_truncateB\x10\n\x0e_keep_alive_nsB\x0c\n\n_normalize\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"i\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.herd.v1.Embedding\x12!\n\x07metrics\x18\x03 \x01(\x0b\x32\x10.herd.v1.Metrics2\xbd\x01\n\tInference\x12\x41\n\x08Generate\x12\x18.herd.v1.GenerateRequest\x1a\x19.herd.v1.GenerateResponse0\x01\x12\x35\n\x04\x43hat\x12\x14.herd.v1.ChatRequest\x1a\x15.herd.v1.ChatResponse0\x01\x12\x36\n\x05\x45mbed\x12\x15.herd.v1.EmbedRequest\x1a\x16.herd.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17herd/v1/inference.proto\x12\x07herd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14herd/v1/common.proto\"\xb1\x02\n\x0fGenerateRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x0e\n\x06suffix\x18\x03 \x01(\t\x12\x13\n\x06system\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08template\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07\x63ontext\x18\x06 \x03(\x05\x12\x0b\n\x03raw\x18\x07 \x01(\x08\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\t \x01(\x03H\x02\x88\x01\x01\x12!\n\x07options\x18\n \x01(\x0b\x32\x10.herd.v1.Options\x12\x0e\n\x06images\x18\x0b \x03(\x0c\x12\x12\n\x05think\x18\x0c \x01(\tH\x03\x88\x01\x01\x42\t\n\x07_systemB\x0b\n\t_templateB\x10\n\x0e_keep_alive_nsB\x08\n\x06_think\"\xcf\x01\n\x10GenerateResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08response\x18\x03 \x01(\t\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12(\n\x0b\x64one_reason\x18\x05 \x01(\x0e\x32\x13.herd.v1.DoneReason\x12!\n\x07metrics\x18\x06 \x01(\x0b\x32\x10.herd.v1.Metrics\x12\x0f\n\x07\x63ontext\x18\x07 \x03(\x05\"\x9a\x01\n\x07Message\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x10\n\x08thinking\x18\x04 \x01(\t\x12%\n\ntool_calls\x18\x05 \x03(\x0b\x32\x11.herd.v1.ToolCall\x12\x11\n\ttool_name\x18\x06 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x07 \x01(\t\"\xdd\x01\n\x0b\x43hatRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\"\n\x08messages\x18\x02 \x03(\x0b\x32\x10.herd.v1.Message\x12\x1c\n\x05tools\x18\x03 \x03(\x0b\x32\r.herd.v1.Tool\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12!\n\x07options\x18\x06 \x01(\x0b\x32\x10.herd.v1.Options\x12\x12\n\x05think\x18\x07 \x01(\tH\x01\x88\x01\x01\x42\x10\n\x0e_keep_alive_nsB\x08\n\x06_think\"\xcb\x01\n\x0c\x43hatResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12.\n\ncreated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x07message\x18\x03 \x01(\x0b\x32\x10.herd.v1.Message\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\x12(\n\x0b\x64one_reason\x18\x05 \x01(\x0e\x32\x13.herd.v1.DoneReason\x12!\n\x07metrics\x18\x06 \x01(\x0b\x32\x10.herd.v1.Metrics\"\xdb\x01\n\x0c\x45mbedRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x03(\t\x12\x15\n\x08truncate\x18\x03 \x01(\x08H\x00\x88\x01\x01\x12\x12\n\ndimensions\x18\x04 \x01(\x05\x12\x1a\n\rkeep_alive_ns\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12!\n\x07options\x18\x06 \x01(\x0b\x32\x10.herd.v1.Options\x12\x16\n\tnormalize\x18\x07 \x01(\x08H\x02\x88\x01\x01\x42\x0b\n\t_truncateB\x10\n\x0e_keep_alive_nsB\x0c\n\n_normalize\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"i\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12&\n\nembeddings\x18\x02 \x03(\x0b\x32\x12.herd.v1.Embedding\x12!\n\x07metrics\x18\x03 \x01(\x0b\x32\x10.herd.v1.Metrics2\xbd\x01\n\tInference\x12\x41\n\x08Generate\x12\x18.herd.v1.GenerateRequest\x1a\x19.herd.v1.GenerateResponse0\x01\x12\x35\n\x04\x43hat\x12\x14.herd.v1.ChatRequest\x1a\x15.herd.v1.ChatResponse0\x01\x12\x36\n\x05\x45mbed\x12\x15.herd.v1.EmbedRequest\x1a\x16.herd.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herd.v1.inference_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=92
-  _globals['_GENERATEREQUEST']._serialized_end=367
-  _globals['_GENERATERESPONSE']._serialized_start=370
-  _globals['_GENERATERESPONSE']._serialized_end=577
-  _globals['_MESSAGE']._serialized_start=580
-  _globals['_MESSAGE']._serialized_end=734
-  _globals['_CHATREQUEST']._serialized_start=737
-  _globals['_CHATREQUEST']._serialized_end=928
-  _globals['_CHATRESPONSE']._serialized_start=931
-  _globals['_CHATRESPONSE']._serialized_end=1134
-  _globals['_EMBEDREQUEST']._serialized_start=1137
-  _globals['_EMBEDREQUEST']._serialized_end=1356
-  _globals['_EMBEDDING']._serialized_start=1358
-  _globals['_EMBEDDING']._serialized_end=1385
-  _globals['_EMBEDRESPONSE']._serialized_start=1387
-  _globals['_EMBEDRESPONSE']._serialized_end=1492
-  _globals['_INFERENCE']._serialized_start=1495
-  _globals['_INFERENCE']._serialized_end=1684
+  _globals['_GENERATEREQUEST']._serialized_end=397
+  _globals['_GENERATERESPONSE']._serialized_start=400
+  _globals['_GENERATERESPONSE']._serialized_end=607
+  _globals['_MESSAGE']._serialized_start=610
+  _globals['_MESSAGE']._serialized_end=764
+  _globals['_CHATREQUEST']._serialized_start=767
+  _globals['_CHATREQUEST']._serialized_end=988
+  _globals['_CHATRESPONSE']._serialized_start=991
+  _globals['_CHATRESPONSE']._serialized_end=1194
+  _globals['_EMBEDREQUEST']._serialized_start=1197
+  _globals['_EMBEDREQUEST']._serialized_end=1416
+  _globals['_EMBEDDING']._serialized_start=1418
+  _globals['_EMBEDDING']._serialized_end=1445
+  _globals['_EMBEDRESPONSE']._serialized_start=1447
+  _globals['_EMBEDRESPONSE']._serialized_end=1552
+  _globals['_INFERENCE']._serialized_start=1555
+  _globals['_INFERENCE']._serialized_end=1744
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "suffix", "system", "template", "context", "raw", "format", "keep_alive_ns", "options", "images")
+    __slots__ = ("model", "prompt", "suffix", "system", "template", "context", "raw", "format", "keep_alive_ns", "options", "images", "think")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class GenerateRequest(_message.Message):
     KEEP_ALIVE_NS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    THINK_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     suffix: str
@@ -34,7 +35,8 @@ class GenerateRequest(_message.Message):
     keep_alive_ns: int
     options: _common_pb2.Options
     images: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., suffix: _Optional[str] = ..., system: _Optional[str] = ..., template: _Optional[str] = ..., context: _Optional[_Iterable[int]] = ..., raw: _Optional[bool] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    think: str
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., suffix: _Optional[str] = ..., system: _Optional[str] = ..., template: _Optional[str] = ..., context: _Optional[_Iterable[int]] = ..., raw: _Optional[bool] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., think: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("model", "created_at", "response", "done", "done_reason", "metrics", "context")
@@ -73,20 +75,22 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., thinking: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., tool_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "messages", "tools", "format", "keep_alive_ns", "options")
+    __slots__ = ("model", "messages", "tools", "format", "keep_alive_ns", "options", "think")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     KEEP_ALIVE_NS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    THINK_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
     format: str
     keep_alive_ns: int
     options: _common_pb2.Options
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ...) -> None: ...
+    think: str
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., think: _Optional[str] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
     __slots__ = ("model", "created_at", "message", "done", "done_reason", "metrics")
