@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import AsyncIterator
 
 import structlog
@@ -21,12 +21,15 @@ from herd.core.options import ResolvedOptions, resolve
 from herd.core.scheduler import Scheduler
 from herd.core.store.store import StoredModel
 from herd.core.templates.values import Message, Tool, Values
+from herd.core.tools import ParsedCall, ToolCallParser, tool_call_tag
+from herd.gofmt import go_quote
 from herd.runner.v1 import runner_pb2
 from herd.v1 import common_pb2, inference_pb2
 
 log = structlog.get_logger(__name__)
 
 _STOP_REASONS = {runner_pb2.STOP_REASON_STOP: "stop", runner_pb2.STOP_REASON_LENGTH: "length"}
+_THINK_VALUES = ("true", "false", "low", "medium", "high", "max")
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Chunk:
     done_reason: str = ""  # stop | length | load | unload
     metrics: Metrics | None = None
     context: list[int] = field(default_factory=list)
+    tool_calls: list[ParsedCall] = field(default_factory=list)
 
     def _done_fields(self) -> dict:
         if not self.done:
@@ -67,7 +71,11 @@ class Chunk:
         return pb
 
     def to_chat_pb(self, model: str) -> inference_pb2.ChatResponse:
-        message = inference_pb2.Message(role="assistant", content=self.text)
+        calls = [
+            common_pb2.ToolCall(id=c.id, index=c.index, name=c.name, arguments_json=json.dumps(c.arguments))
+            for c in self.tool_calls
+        ]
+        message = inference_pb2.Message(role="assistant", content=self.text, tool_calls=calls)
         pb = inference_pb2.ChatResponse(model=model, message=message, **self._done_fields())
         pb.created_at.GetCurrentTime()
         return pb
@@ -90,6 +98,8 @@ class GenerateParams:
     template: str | None = None
     context: list[int] = field(default_factory=list)
     raw: bool = False
+    format: str = ""
+    think: str | None = None
     keep_alive_ns: int | None = None
     options: common_pb2.Options | None = None
     request_id: str = ""
@@ -106,6 +116,8 @@ class GenerateParams:
             template=pb.template if pb.HasField("template") else None,
             context=list(pb.context),
             raw=pb.raw,
+            format=pb.format,
+            think=think_from_pb(pb),
             keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
             options=pb.options,
             request_id=request_id,
@@ -117,6 +129,8 @@ class ChatParams:
     model: str
     messages: list[Message]
     tools: list[Tool] = field(default_factory=list)
+    format: str = ""
+    think: str | None = None
     keep_alive_ns: int | None = None
     options: common_pb2.Options | None = None
     request_id: str = ""
@@ -127,6 +141,8 @@ class ChatParams:
             model=pb.model,
             messages=messages_from_pb(pb.messages),
             tools=tools_from_pb(pb.tools),
+            format=pb.format,
+            think=think_from_pb(pb),
             keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
             options=pb.options,
             request_id=request_id,
@@ -171,9 +187,57 @@ class Embeddings:
         )
 
 
+def think_from_pb(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest) -> str | None:
+    if not pb.HasField("think"):
+        return None
+    if pb.think not in _THINK_VALUES:
+        raise InvalidRequest(
+            f'invalid think value: {go_quote(pb.think)} (must be "high", "medium", "low", "max", true, or false)'
+        )
+    return pb.think
+
+
+def _check_thinking(requested_name: str, capabilities: list[str], think: str | None) -> None:
+    # Ollama refuses only a request that asks for thinking; "false" is fine for any model.
+    if think not in (None, "false") and "thinking" not in capabilities:
+        raise CapabilityMissing(f"{go_quote(requested_name)} does not support thinking")
+
+
+def grammar_for_format(format_text: str) -> str:
+    """The runner's grammar for a request's ``format``: none, any JSON object, or a JSON Schema's."""
+    if not format_text:
+        return ""
+    from herd.core.structured import JSON_GRAMMAR, UnsupportedSchema, grammar_for_schema  # WIP: until it lands
+
+    if format_text == "json":
+        return JSON_GRAMMAR
+    try:
+        schema = json.loads(format_text)
+    except ValueError:
+        schema = None
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            f'invalid format: {go_quote(format_text)}; expected "json" or a valid JSON Schema object'
+        )
+    try:
+        return grammar_for_schema(schema)
+    except UnsupportedSchema as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
 def _sampling_pb(opts: ResolvedOptions) -> runner_pb2.Sampling:
     # The runner's Sampling message names its fields after the options they come from.
     return runner_pb2.Sampling(**{f.name: getattr(opts, f.name) for f in runner_pb2.Sampling.DESCRIPTOR.fields})
+
+
+async def _split_tool_calls(chunks: AsyncIterator[Chunk], parser: ToolCallParser) -> AsyncIterator[Chunk]:
+    """Moves tool calls out of the text into ``tool_calls``, each call whole in the chunk that completes it."""
+    async for chunk in chunks:
+        text, calls = parser.feed(chunk.text)
+        if chunk.done:
+            text += parser.finish()
+        if text or calls or chunk.done:
+            yield replace(chunk, text=text, tool_calls=calls)
 
 
 def normalize(vector: list[float]) -> list[float]:
@@ -191,13 +255,16 @@ class Inference:
     async def generate(self, p: GenerateParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        capabilities = self.catalog.capabilities(model)
+        _check_thinking(p.model, capabilities, p.think)
         if not p.prompt and not p.suffix:
             yield await self._load_or_unload(model, p.options, p.keep_alive_ns)
             return
-        if "completion" not in self.catalog.capabilities(model):
+        if "completion" not in capabilities:
             raise CapabilityMissing(f'"{p.model}" does not support generate')
-        if p.suffix and "insert" not in self.catalog.capabilities(model):
+        if p.suffix and "insert" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support insert")
+        grammar = grammar_for_format(p.format)
         if p.raw:
             prompt = p.prompt
         else:
@@ -211,6 +278,7 @@ class Inference:
             sampling=_sampling_pb(opts),
             return_context=not p.raw,
             add_bos=not p.context,
+            grammar=grammar,
         )
         async for chunk in self._run(model, opts, p.keep_alive_ns, request, p.request_id, started):
             yield chunk
@@ -233,14 +301,16 @@ class Inference:
     async def chat(self, p: ChatParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        capabilities = self.catalog.capabilities(model)
+        _check_thinking(p.model, capabilities, p.think)
         if not p.messages:
             yield await self._load_or_unload(model, p.options, p.keep_alive_ns)
             return
-        capabilities = self.catalog.capabilities(model)
         if "completion" not in capabilities:
             raise CapabilityMissing(f'"{p.model}" does not support chat')
         if p.tools and "tools" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support tools")
+        grammar = grammar_for_format(p.format)
         messages = []
         if model.system and p.messages[0].Role != "system":
             messages.append(Message(Role="system", Content=model.system))
@@ -254,8 +324,13 @@ class Inference:
             stop=opts.stop,
             sampling=_sampling_pb(opts),
             add_bos=True,
+            grammar=grammar,
         )
-        async for chunk in self._run(model, opts, p.keep_alive_ns, request, p.request_id, started):
+        chunks = self._run(model, opts, p.keep_alive_ns, request, p.request_id, started)
+        if p.tools:
+            parser = ToolCallParser(tool_call_tag(model.template or ""), [tool.Function.Name for tool in p.tools])
+            chunks = _split_tool_calls(chunks, parser)
+        async for chunk in chunks:
             yield chunk
 
     # ------------------------------------------------------------------ shared

@@ -45,6 +45,10 @@ class EngineError(Exception):
     """A request the engine cannot run; the message is safe to show to clients."""
 
 
+class InvalidGrammar(EngineError):
+    """llama.cpp could not parse a request's grammar."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How to load the model; changing any of these needs a new engine."""
@@ -108,9 +112,11 @@ class Sequence:
     emit: Callable[[str, SequenceResult | None], None]
     fail: Callable[[str], None]
     request_id: str = ""
+    grammar: str = ""  # GBNF, root rule "root"; empty for none
     cancelled: bool = False
 
     # Engine-side state.
+    grammar_sampler: object = None  # compiled on submit, owned by ``sampler`` once admitted
     slot: int = -1
     n_past: int = 0  # tokens of this sequence already in the KV cache
     pending_token: int = -1  # sampled, not yet decoded
@@ -313,13 +319,27 @@ class Engine:
     # ---------------------------------------------------------------- requests
 
     def submit(self, seq: Sequence) -> None:
+        """Queues ``seq``; raises EngineError for an empty prompt, a grammar llama.cpp rejects, or shutdown."""
         if not seq.prompt_tokens:
             raise EngineError("prompt is empty")
+        if seq.grammar:
+            # Compiled here, so a bad grammar fails its own request instead of a decode step.
+            seq.grammar_sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, seq.grammar.encode(), b"root")
+            if not seq.grammar_sampler:
+                raise InvalidGrammar("invalid grammar")
         with self._cond:
             if self._closing:
+                self._free_grammar(seq)
                 raise EngineError("runner is shutting down")
             self._waiting.append(seq)
             self._cond.notify()
+
+    @staticmethod
+    def _free_grammar(seq: Sequence) -> None:
+        """Frees a grammar that never joined a sampler chain."""
+        if seq.grammar_sampler is not None:
+            llama_cpp.llama_sampler_free(seq.grammar_sampler)
+            seq.grammar_sampler = None
 
     def submit_embed(
         self, inputs: list[str], truncate: bool, done: Callable[[list[list[float]] | None, int, str | None], None]
@@ -365,6 +385,7 @@ class Engine:
                 return
             seq = self._waiting.popleft()
             if seq.cancelled:
+                self._free_grammar(seq)
                 continue
             slot = self._slot_for(seq.prompt_tokens, free)
             keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
@@ -379,7 +400,8 @@ class Engine:
             seq.slot = slot.seq_id
             seq.n_past = keep
             seq.prompt_eval_count = len(seq.prompt_tokens) - keep
-            seq.sampler = self._make_sampler(seq.sampling)
+            seq.sampler = self._make_sampler(seq.sampling, seq.grammar_sampler)
+            seq.grammar_sampler = None  # the chain owns it now
             seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             seq.t_admit = time.perf_counter_ns()
             self._active.append(seq)
@@ -422,9 +444,12 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _make_sampler(self, p: SamplingParams):
+    def _make_sampler(self, p: SamplingParams, grammar=None):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
+        if grammar is not None:
+            # First, so every later stage only sees tokens the grammar allows.
+            add(chain, grammar)
         if p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0:
             last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
             add(chain, llama_cpp.llama_sampler_init_penalties(

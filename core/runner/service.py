@@ -20,7 +20,15 @@ from dataclasses import fields
 import grpc
 import structlog
 
-from herd.core.runner.engine import Engine, EngineConfig, EngineError, SamplingParams, Sequence, SequenceResult
+from herd.core.runner.engine import (
+    Engine,
+    EngineConfig,
+    EngineError,
+    InvalidGrammar,
+    SamplingParams,
+    Sequence,
+    SequenceResult,
+)
 from herd.logs import configure_logging, request_id_from_metadata
 from herd.runner.v1 import runner_pb2, runner_pb2_grpc
 
@@ -134,9 +142,12 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
             emit=mailbox.put,
             fail=mailbox.fail,
             request_id=request_id,
+            grammar=request.grammar,
         )
         try:
             self.engine.submit(seq)
+        except InvalidGrammar as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         loop = asyncio.get_running_loop()

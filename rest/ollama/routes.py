@@ -26,21 +26,9 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
     return grpc_metadata(request.ctx.request_id)
 
 
-async def _refuse_thinking_unless_supported(request: Request, model: str, not_found: str) -> None:
-    """Ollama refuses ``think`` for a model without the thinking capability."""
-    shown = await unary(
-        request.app.ctx.models.Show(models_pb2.ShowModelRequest(model=model), metadata=_metadata(request)),
-        not_found,
-    )
-    if "thinking" not in shown.capabilities:
-        raise ApiError(400, f"{go_quote(model)} does not support thinking")
-
-
 async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_response) -> HTTPResponse | None:
     """Generate and chat alike: NDJSON chunks by default, one aggregated object for ``stream:false``."""
     not_found = f"model '{call.request.model}' not found"
-    if call.think:
-        await _refuse_thinking_unless_supported(request, call.request.model, not_found)
     rpc = rpc_method(call.request, metadata=_metadata(request))
     if call.stream:
         return await stream_ndjson(request, rpc, to_chunk, not_found)

@@ -57,8 +57,6 @@ class InferenceCall:
 
     request: inference_pb2.GenerateRequest | inference_pb2.ChatRequest
     stream: bool
-    # A truthy ``think`` must be refused for models that cannot think, as Ollama does.
-    think: bool
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,15 +127,14 @@ def _check_top_logprobs(fields: dict) -> None:
         raise ApiError(400, "top_logprobs must be between 0 and 20")
 
 
-def _wants_thinking(fields: dict) -> bool:
-    think = fields.get("think")
-    return think is True or isinstance(think, str)
-
-
 def _set_common(pb: Any, fields: dict) -> None:
-    """keep_alive and options, shared by every inference request."""
+    """keep_alive and options for every inference request; think for generate and chat."""
     if "keep_alive" in fields:
         pb.keep_alive_ns = fields["keep_alive"]
+    think = fields.get("think")
+    if think is not None:
+        # Core takes "true"/"false" or a level, and refuses thinking for a model that cannot.
+        pb.think = think if isinstance(think, str) else ("true" if think else "false")
     pb.options.CopyFrom(options_from_map(fields.get("options")))
 
 
@@ -181,7 +178,7 @@ def generate_request(document: Any) -> InferenceCall:
     if fields.get("template"):
         pb.template = fields["template"]
     _set_common(pb, fields)
-    return InferenceCall(pb, fields.get("stream", True), _wants_thinking(fields))
+    return InferenceCall(pb, fields.get("stream", True))
 
 
 def generate_chunk(message: inference_pb2.GenerateResponse) -> dict:
@@ -266,7 +263,7 @@ def chat_request(document: Any) -> InferenceCall:
         format=_format(fields.get("format")),
     )
     _set_common(pb, fields)
-    return InferenceCall(pb, fields.get("stream", True), _wants_thinking(fields))
+    return InferenceCall(pb, fields.get("stream", True))
 
 
 def _tool_call_dict(call: common_pb2.ToolCall) -> dict:

@@ -167,6 +167,10 @@ def test_chat_without_messages_loads(client):
         (lambda c: c.generate(CHAT_MODEL, "hi", keep_alive="10"), 400, 'time: missing unit in duration "10"'),
         (lambda c: c.chat(BASE_MODEL, messages=[{"role": "user", "content": "hi"}], tools=[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {}}}}]),
          400, "registry.ollama.ai/library/gemma3:270m-pt does not support tools"),
+        (lambda c: c.chat(CHAT_MODEL, messages=[{"role": "user", "content": "hi"}], think=True), 400,
+         '"smollm2:135m" does not support thinking'),
+        (lambda c: c.generate("SmolLM2:135m", "hi", think="high"), 400, '"SmolLM2:135m" does not support thinking'),
+        (lambda c: c.chat(CHAT_MODEL, messages=[], think=True), 400, '"smollm2:135m" does not support thinking'),
     ],
 )
 def test_errors_match_ollama(client, call, status, message):

@@ -314,14 +314,14 @@ def test_generate_refusals_never_reach_core(body, status, message):
     run(scenario)
 
 
-def test_think_on_a_model_that_cannot_think_is_refused():
+@pytest.mark.parametrize("think, sent", [(True, "true"), (False, "false"), ("high", "high")])
+def test_think_goes_to_core_which_decides_whether_the_model_can(think, sent):
     async def scenario():
         core = FakeCore()
-        core.unary_answers["Show"] = models_pb2.ShowModelResponse(capabilities=["completion"])
         async with gateway(core) as client:
-            response = await client.post("/api/chat", json={"model": "smollm2", "messages": [], "think": True})
-            assert (response.status_code, response.json()) == (400, {"error": '"smollm2" does not support thinking'})
-        assert [method for method, _ in core.calls] == ["Show"]
+            await client.post("/api/chat", json={"model": "smollm2", "messages": [], "think": think})
+        ((method, request),) = core.calls
+        assert (method, request.think) == ("Chat", sent)
 
     run(scenario)
 

@@ -256,7 +256,7 @@ def test_generate_request_translation():
         }
     )
     assert call.stream is False
-    assert call.think is False
+    assert not call.request.HasField("think")
     pb = call.request
     assert pb.model == "smollm2:135m"
     assert pb.prompt == "Why is the sky blue?"
@@ -282,9 +282,9 @@ def test_an_empty_system_does_not_override_the_models():
     assert not translate.generate_request({"model": "m", "system": ""}).request.HasField("system")
 
 
-@pytest.mark.parametrize("think, wants", [(True, True), ("high", True), (False, False), (None, False)])
-def test_think_asks_for_a_capability_check(think, wants):
-    assert translate.generate_request({"model": "m", "think": think}).think is wants
+@pytest.mark.parametrize("think, sent", [(True, "true"), ("high", "high"), (False, "false")])
+def test_think_is_sent_as_text(think, sent):
+    assert translate.generate_request({"model": "m", "think": think}).request.think == sent
 
 
 @pytest.mark.parametrize(

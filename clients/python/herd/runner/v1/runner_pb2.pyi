@@ -61,7 +61,7 @@ class Sampling(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., typical_p: _Optional[float] = ..., repeat_last_n: _Optional[int] = ..., repeat_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "prefix_tokens", "num_predict", "stop", "sampling", "return_context", "add_bos")
+    __slots__ = ("prompt", "prefix_tokens", "num_predict", "stop", "sampling", "return_context", "add_bos", "grammar")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PREFIX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NUM_PREDICT_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class GenerateRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     RETURN_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ADD_BOS_FIELD_NUMBER: _ClassVar[int]
+    GRAMMAR_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     prefix_tokens: _containers.RepeatedScalarFieldContainer[int]
     num_predict: int
@@ -76,7 +77,8 @@ class GenerateRequest(_message.Message):
     sampling: Sampling
     return_context: bool
     add_bos: bool
-    def __init__(self, prompt: _Optional[str] = ..., prefix_tokens: _Optional[_Iterable[int]] = ..., num_predict: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., return_context: _Optional[bool] = ..., add_bos: _Optional[bool] = ...) -> None: ...
+    grammar: str
+    def __init__(self, prompt: _Optional[str] = ..., prefix_tokens: _Optional[_Iterable[int]] = ..., num_predict: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., return_context: _Optional[bool] = ..., add_bos: _Optional[bool] = ..., grammar: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text", "done", "stop_reason", "prompt_eval_count", "prompt_eval_duration_ns", "eval_count", "eval_duration_ns", "context")
