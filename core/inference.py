@@ -21,6 +21,7 @@ from herd.core.options import ResolvedOptions, resolve
 from herd.core.scheduler import Scheduler
 from herd.core.store.store import StoredModel
 from herd.core.templates.values import Message, Tool, Values
+from herd.core.thinking import ThinkingParser, thinking_tags
 from herd.core.tools import ParsedCall, ToolCallParser, tool_call_tag
 from herd.gofmt import go_quote
 from herd.runner.v1 import runner_pb2
@@ -29,7 +30,8 @@ from herd.v1 import common_pb2, inference_pb2
 log = structlog.get_logger(__name__)
 
 _STOP_REASONS = {runner_pb2.STOP_REASON_STOP: "stop", runner_pb2.STOP_REASON_LENGTH: "length"}
-_THINK_VALUES = ("true", "false", "low", "medium", "high", "max")
+_THINK_LEVELS = ("low", "medium", "high", "max")
+_THINK_VALUES = ("true", "false", *_THINK_LEVELS)
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Chunk:
     done_reason: str = ""  # stop | length | load | unload
     metrics: Metrics | None = None
     context: list[int] = field(default_factory=list)
+    thinking: str = ""
     tool_calls: list[ParsedCall] = field(default_factory=list)
 
     def _done_fields(self) -> dict:
@@ -66,7 +69,9 @@ class Chunk:
         }
 
     def to_generate_pb(self, model: str) -> inference_pb2.GenerateResponse:
-        pb = inference_pb2.GenerateResponse(model=model, response=self.text, context=self.context, **self._done_fields())
+        pb = inference_pb2.GenerateResponse(
+            model=model, response=self.text, thinking=self.thinking, context=self.context, **self._done_fields()
+        )
         pb.created_at.GetCurrentTime()
         return pb
 
@@ -75,7 +80,7 @@ class Chunk:
             common_pb2.ToolCall(id=c.id, index=c.index, name=c.name, arguments_json=json.dumps(c.arguments))
             for c in self.tool_calls
         ]
-        message = inference_pb2.Message(role="assistant", content=self.text, tool_calls=calls)
+        message = inference_pb2.Message(role="assistant", content=self.text, thinking=self.thinking, tool_calls=calls)
         pb = inference_pb2.ChatResponse(model=model, message=message, **self._done_fields())
         pb.created_at.GetCurrentTime()
         return pb
@@ -230,6 +235,38 @@ def _sampling_pb(opts: ResolvedOptions) -> runner_pb2.Sampling:
     return runner_pb2.Sampling(**{f.name: getattr(opts, f.name) for f in runner_pb2.Sampling.DESCRIPTOR.fields})
 
 
+@dataclass(frozen=True)
+class _Thinking:
+    """Whether a request thinks, and what its template is told about it."""
+
+    enabled: bool
+    level: str
+    requested: bool
+
+    @classmethod
+    def of(cls, capabilities: list[str], think: str | None) -> _Thinking:
+        # A thinking model thinks unless told not to, as in Ollama.
+        enabled = "thinking" in capabilities and think != "false"
+        return cls(enabled, think if think in _THINK_LEVELS else "", think is not None)
+
+    def values(self) -> dict:
+        return {"think": self.enabled, "think_level": self.level, "is_think_set": self.requested}
+
+    def parser(self, template_source: str, prompt: str) -> ThinkingParser:
+        return ThinkingParser(*thinking_tags(template_source), prompt=prompt)
+
+
+async def _split_thinking(chunks: AsyncIterator[Chunk], parser: ThinkingParser) -> AsyncIterator[Chunk]:
+    """Moves the model's reasoning out of the text into ``thinking``."""
+    async for chunk in chunks:
+        thinking, text = parser.feed(chunk.text)
+        if chunk.done:
+            more_thinking, more_text = parser.finish()
+            thinking, text = thinking + more_thinking, text + more_text
+        if thinking or text or chunk.done:
+            yield replace(chunk, text=text, thinking=thinking)
+
+
 async def _split_tool_calls(chunks: AsyncIterator[Chunk], parser: ToolCallParser) -> AsyncIterator[Chunk]:
     """Moves tool calls out of the text into ``tool_calls``, each call whole in the chunk that completes it."""
     async for chunk in chunks:
@@ -265,10 +302,11 @@ class Inference:
         if p.suffix and "insert" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support insert")
         grammar = grammar_for_format(p.format)
+        thinking = _Thinking.of(capabilities, p.think)
         if p.raw:
             prompt = p.prompt
         else:
-            prompt = self._render_generate(model, p)
+            prompt = self._render_generate(model, p, thinking)
         opts = resolve(model.params, p.options)
         request = runner_pb2.GenerateRequest(
             prompt=prompt,
@@ -280,13 +318,16 @@ class Inference:
             add_bos=not p.context,
             grammar=grammar,
         )
-        async for chunk in self._run(model, opts, p.keep_alive_ns, request, p.request_id, started):
+        chunks = self._run(model, opts, p.keep_alive_ns, request, p.request_id, started)
+        if thinking.enabled and not p.raw:
+            chunks = _split_thinking(chunks, thinking.parser(p.template or model.template or "", prompt))
+        async for chunk in chunks:
             yield chunk
 
-    def _render_generate(self, model: StoredModel, p: GenerateParams) -> str:
+    def _render_generate(self, model: StoredModel, p: GenerateParams, thinking: _Thinking) -> str:
         template = self.catalog.template(model, override=p.template)
         if p.suffix:
-            return template.render(Values(messages=[], prompt=p.prompt, suffix=p.suffix))
+            return template.render(Values(messages=[], prompt=p.prompt, suffix=p.suffix, **thinking.values()))
         messages = []
         system = p.system if p.system is not None else model.system
         if system:
@@ -294,7 +335,7 @@ class Inference:
         if not p.context:
             messages.extend(Message.from_dict(m) for m in model.messages)
         messages.append(Message(Role="user", Content=p.prompt))
-        return template.render(Values(messages=messages))
+        return template.render(Values(messages=messages, **thinking.values()))
 
     # ------------------------------------------------------------------ chat
 
@@ -311,12 +352,13 @@ class Inference:
         if p.tools and "tools" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support tools")
         grammar = grammar_for_format(p.format)
+        thinking = _Thinking.of(capabilities, p.think)
         messages = []
         if model.system and p.messages[0].Role != "system":
             messages.append(Message(Role="system", Content=model.system))
         messages.extend(Message.from_dict(m) for m in model.messages)
         messages.extend(p.messages)
-        prompt = self.catalog.template(model).render(Values(messages=messages, tools=p.tools))
+        prompt = self.catalog.template(model).render(Values(messages=messages, tools=p.tools, **thinking.values()))
         opts = resolve(model.params, p.options)
         request = runner_pb2.GenerateRequest(
             prompt=prompt,
@@ -327,6 +369,8 @@ class Inference:
             grammar=grammar,
         )
         chunks = self._run(model, opts, p.keep_alive_ns, request, p.request_id, started)
+        if thinking.enabled:
+            chunks = _split_thinking(chunks, thinking.parser(model.template or "", prompt))
         if p.tools:
             parser = ToolCallParser(tool_call_tag(model.template or ""), [tool.Function.Name for tool in p.tools])
             chunks = _split_tool_calls(chunks, parser)

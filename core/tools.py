@@ -16,6 +16,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from herd.core.textstream import partial_tag_length
+
 # The text right after an ``if``/``else if`` on ``.ToolCalls``, up to the next action or JSON brace.
 _TOOL_CALLS_BRANCH = re.compile(r"\{\{-?\s*(?:else\s+)?if\b[^}]*\.ToolCalls\b[^}]*\}\}(?P<text>[^{]*)")
 # With no tag in the template, a reply that starts with JSON is read as calls.
@@ -91,7 +93,7 @@ class ToolCallParser:
     def _take_until_tag(self) -> tuple[str, bool]:
         """Content before the tag; holds back a tail that may be the start of the tag."""
         at = self._buffer.find(self._tag)
-        cut = at if at >= 0 else len(self._buffer) - _partial_suffix(self._buffer, self._tag)
+        cut = at if at >= 0 else len(self._buffer) - partial_tag_length(self._buffer, self._tag)
         shown = self._buffer[:cut]
         if self._tag == JSON_TAG and shown.strip():
             self._prose = True
@@ -194,10 +196,3 @@ def _next_object(text: str, begin: int) -> tuple[Any, int] | None:
                     start = -1  # not JSON after all: look further
     return None
 
-
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest end of ``text`` that begins ``tag``."""
-    for length in range(min(len(text), len(tag) - 1), 0, -1):
-        if tag.startswith(text[-length:]):
-            return length
-    return 0

@@ -187,8 +187,10 @@ def generate_chunk(message: inference_pb2.GenerateResponse) -> dict:
         "model": message.model,
         "created_at": _created_at(message),
         "response": message.response,
-        "done": message.done,
     }
+    if message.thinking:
+        chunk["thinking"] = message.thinking
+    chunk["done"] = message.done
     if message.done:
         reason = _DONE_REASONS.get(message.done_reason)
         if reason:
@@ -200,10 +202,12 @@ def generate_chunk(message: inference_pb2.GenerateResponse) -> dict:
 
 
 def generate_response(messages: Sequence[inference_pb2.GenerateResponse]) -> dict:
-    """``stream:false``: the last chunk with every chunk's text."""
-    body = generate_chunk(messages[-1])
-    body["response"] = "".join(message.response for message in messages)
-    return body
+    """``stream:false``: the last chunk with every chunk's text and thinking."""
+    whole = inference_pb2.GenerateResponse()
+    whole.CopyFrom(messages[-1])
+    whole.response = "".join(message.response for message in messages)
+    whole.thinking = "".join(message.thinking for message in messages)
+    return generate_chunk(whole)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -650,3 +650,15 @@ def test_ps_response_and_a_model_kept_forever():
     }
     # Go's time.Now().Add(MaxInt64): 292 years on.
     assert body["models"][1]["expires_at"] == "2316-02-24T22:00:36.854775807Z"
+
+
+def test_generate_thinking_follows_response_and_is_joined_when_not_streaming():
+    pieces = [
+        inference_pb2.GenerateResponse(model="m", thinking="Let me "),
+        inference_pb2.GenerateResponse(model="m", thinking="see.", response="Paris"),
+        inference_pb2.GenerateResponse(model="m", done=True, done_reason=common_pb2.DONE_REASON_STOP),
+    ]
+    assert list(translate.generate_chunk(pieces[0])) == ["model", "created_at", "response", "thinking", "done"]
+    assert "thinking" not in translate.generate_chunk(pieces[2])
+    whole = translate.generate_response(pieces)
+    assert (whole["response"], whole["thinking"], whole["done"]) == ("Paris", "Let me see.", True)

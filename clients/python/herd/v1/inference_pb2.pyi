@@ -39,7 +39,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., suffix: _Optional[str] = ..., system: _Optional[str] = ..., template: _Optional[str] = ..., context: _Optional[_Iterable[int]] = ..., raw: _Optional[bool] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., think: _Optional[str] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("model", "created_at", "response", "done", "done_reason", "metrics", "context")
+    __slots__ = ("model", "created_at", "response", "done", "done_reason", "metrics", "context", "thinking")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class GenerateResponse(_message.Message):
     DONE_REASON_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    THINKING_FIELD_NUMBER: _ClassVar[int]
     model: str
     created_at: _timestamp_pb2.Timestamp
     response: str
@@ -54,7 +55,8 @@ class GenerateResponse(_message.Message):
     done_reason: _common_pb2.DoneReason
     metrics: _common_pb2.Metrics
     context: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response: _Optional[str] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ..., context: _Optional[_Iterable[int]] = ...) -> None: ...
+    thinking: str
+    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response: _Optional[str] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ..., context: _Optional[_Iterable[int]] = ..., thinking: _Optional[str] = ...) -> None: ...
 
 class Message(_message.Message):
     __slots__ = ("role", "content", "images", "thinking", "tool_calls", "tool_name", "tool_call_id")
