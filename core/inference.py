@@ -31,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 _STOP_REASONS = {runner_pb2.STOP_REASON_STOP: "stop", runner_pb2.STOP_REASON_LENGTH: "length"}
 _THINK_LEVELS = ("low", "medium", "high", "max")
+MAX_TOP_LOGPROBS = 20
 _THINK_VALUES = ("true", "false", *_THINK_LEVELS)
 
 
@@ -58,6 +59,7 @@ class Chunk:
     context: list[int] = field(default_factory=list)
     thinking: str = ""
     tool_calls: list[ParsedCall] = field(default_factory=list)
+    logprobs: list[common_pb2.TokenLogprob] = field(default_factory=list)
 
     def _done_fields(self) -> dict:
         if not self.done:
@@ -70,7 +72,12 @@ class Chunk:
 
     def to_generate_pb(self, model: str) -> inference_pb2.GenerateResponse:
         pb = inference_pb2.GenerateResponse(
-            model=model, response=self.text, thinking=self.thinking, context=self.context, **self._done_fields()
+            model=model,
+            response=self.text,
+            thinking=self.thinking,
+            context=self.context,
+            logprobs=self.logprobs,
+            **self._done_fields(),
         )
         pb.created_at.GetCurrentTime()
         return pb
@@ -81,7 +88,7 @@ class Chunk:
             for c in self.tool_calls
         ]
         message = inference_pb2.Message(role="assistant", content=self.text, thinking=self.thinking, tool_calls=calls)
-        pb = inference_pb2.ChatResponse(model=model, message=message, **self._done_fields())
+        pb = inference_pb2.ChatResponse(model=model, message=message, logprobs=self.logprobs, **self._done_fields())
         pb.created_at.GetCurrentTime()
         return pb
 
@@ -105,6 +112,7 @@ class GenerateParams:
     raw: bool = False
     format: str = ""
     think: str | None = None
+    top_logprobs: int = -1  # -1: none; n >= 0: each token's and the n likeliest
     keep_alive_ns: int | None = None
     options: common_pb2.Options | None = None
     request_id: str = ""
@@ -123,6 +131,7 @@ class GenerateParams:
             raw=pb.raw,
             format=pb.format,
             think=think_from_pb(pb),
+            top_logprobs=top_logprobs_from_pb(pb),
             keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
             options=pb.options,
             request_id=request_id,
@@ -136,6 +145,7 @@ class ChatParams:
     tools: list[Tool] = field(default_factory=list)
     format: str = ""
     think: str | None = None
+    top_logprobs: int = -1  # -1: none; n >= 0: each token's and the n likeliest
     keep_alive_ns: int | None = None
     options: common_pb2.Options | None = None
     request_id: str = ""
@@ -148,6 +158,7 @@ class ChatParams:
             tools=tools_from_pb(pb.tools),
             format=pb.format,
             think=think_from_pb(pb),
+            top_logprobs=top_logprobs_from_pb(pb),
             keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
             options=pb.options,
             request_id=request_id,
@@ -200,6 +211,12 @@ def think_from_pb(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest)
             f'invalid think value: {go_quote(pb.think)} (must be "high", "medium", "low", "max", true, or false)'
         )
     return pb.think
+
+
+def top_logprobs_from_pb(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest) -> int:
+    if not 0 <= pb.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise InvalidRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return pb.top_logprobs if pb.logprobs else -1
 
 
 def _check_thinking(requested_name: str, capabilities: list[str], think: str | None) -> None:
@@ -263,7 +280,7 @@ async def _split_thinking(chunks: AsyncIterator[Chunk], parser: ThinkingParser) 
         if chunk.done:
             more_thinking, more_text = parser.finish()
             thinking, text = thinking + more_thinking, text + more_text
-        if thinking or text or chunk.done:
+        if thinking or text or chunk.logprobs or chunk.done:
             yield replace(chunk, text=text, thinking=thinking)
 
 
@@ -273,8 +290,21 @@ async def _split_tool_calls(chunks: AsyncIterator[Chunk], parser: ToolCallParser
         text, calls = parser.feed(chunk.text)
         if chunk.done:
             text += parser.finish()
-        if text or calls or chunk.done:
+        if text or calls or chunk.logprobs or chunk.done:
             yield replace(chunk, text=text, tool_calls=calls)
+
+
+def _public_logprobs(entries) -> list[common_pb2.TokenLogprob]:
+    """The runner's log probabilities in the public message."""
+    return [
+        common_pb2.TokenLogprob(
+            token=entry.token,
+            logprob=entry.logprob,
+            bytes=entry.bytes,
+            top_logprobs=_public_logprobs(entry.top_logprobs),
+        )
+        for entry in entries
+    ]
 
 
 def normalize(vector: list[float]) -> list[float]:
@@ -317,6 +347,8 @@ class Inference:
             return_context=not p.raw,
             add_bos=not p.context,
             grammar=grammar,
+            logprobs=p.top_logprobs >= 0,
+            top_logprobs=max(0, p.top_logprobs),
         )
         chunks = self._run(model, opts, p.keep_alive_ns, request, p.request_id, started)
         if thinking.enabled and not p.raw:
@@ -367,6 +399,8 @@ class Inference:
             sampling=_sampling_pb(opts),
             add_bos=True,
             grammar=grammar,
+            logprobs=p.top_logprobs >= 0,
+            top_logprobs=max(0, p.top_logprobs),
         )
         chunks = self._run(model, opts, p.keep_alive_ns, request, p.request_id, started)
         if thinking.enabled:
@@ -393,10 +427,10 @@ class Inference:
         async with self.scheduler.lease(model, opts.runner, keep_alive_ns) as (loaded, load_ns):
             async for message in loaded.runner.generate(request, request_id):
                 if not message.done:
-                    yield Chunk(text=message.text)
+                    yield Chunk(text=message.text, logprobs=_public_logprobs(message.logprobs))
                     continue
-                if message.text:
-                    yield Chunk(text=message.text)
+                if message.text or message.logprobs:
+                    yield Chunk(text=message.text, logprobs=_public_logprobs(message.logprobs))
                 metrics = Metrics(
                     total_duration_ns=time.perf_counter_ns() - started,
                     load_duration_ns=load_ns,

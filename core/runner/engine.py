@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import llama_cpp  # before anything that imports numpy: the other order crashed a model load (performance.md)
+import numpy as np
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -97,22 +98,34 @@ class SequenceResult:
     context: list[int]
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's log probability under the model's raw distribution."""
+
+    token: str
+    logprob: float
+    bytes: bytes
+    top_logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
 @dataclass
 class Sequence:
-    """One request in the batch. ``emit(text, result)`` gets text pieces, then the result.
+    """One request in the batch. ``emit(text, result, logprobs)`` gets text pieces, then the result.
 
     ``emit`` is called from the engine thread with ``result=None`` for each piece of text and
     once with the final :class:`SequenceResult` (and any remaining text); it must not block.
+    ``logprobs`` holds the entries of the tokens sampled since the previous call.
     """
 
     prompt_tokens: list[int]
     num_predict: int
     stop: list[str]
     sampling: SamplingParams
-    emit: Callable[[str, SequenceResult | None], None]
+    emit: Callable[[str, SequenceResult | None, list[TokenLogprob]], None]
     fail: Callable[[str], None]
     request_id: str = ""
     grammar: str = ""  # GBNF, root rule "root"; empty for none
+    top_logprobs: int = -1  # -1: no log probabilities; n >= 0: each token's and the n most likely
     cancelled: bool = False
 
     # Engine-side state.
@@ -125,6 +138,7 @@ class Sequence:
     sampler: object = None
     decoder: object = None
     held_text: str = ""
+    unsent_logprobs: list[TokenLogprob] = field(default_factory=list)
     t_admit: float = 0.0
     t_first: float = 0.0
 
@@ -516,6 +530,8 @@ class Engine:
             else:
                 seq.t_first = now
             token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, index)
+            if seq.top_logprobs >= 0 and not llama_cpp.llama_vocab_is_eog(self.vocab, token):
+                seq.unsent_logprobs.append(self._logprob(index, token, seq.top_logprobs))
             self._advance(seq, token, now)
 
     @staticmethod
@@ -548,7 +564,29 @@ class Engine:
             return
         seq.pending_token = token
         if emit_text:
-            seq.emit(emit_text, None)
+            seq.emit(emit_text, None, self._take_logprobs(seq))
+
+    @staticmethod
+    def _take_logprobs(seq: Sequence) -> list[TokenLogprob]:
+        taken, seq.unsent_logprobs = seq.unsent_logprobs, []
+        return taken
+
+    def _logprob(self, index: int, token: int, top: int) -> TokenLogprob:
+        """``token``'s log probability at output ``index`` of the last decode, and the ``top`` likeliest."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        peak = float(logits.max())
+        log_total = peak + float(np.log(np.exp(logits - peak).sum()))
+        best: list[TokenLogprob] = []
+        if top > 0:
+            candidates = np.argpartition(-logits, top)[:top]
+            for candidate in candidates[np.argsort(-logits[candidates], kind="stable")]:
+                best.append(self._token_logprob(int(candidate), float(logits[candidate]) - log_total))
+        chosen = self._token_logprob(token, float(logits[token]) - log_total)
+        return TokenLogprob(chosen.token, chosen.logprob, chosen.bytes, best)
+
+    def _token_logprob(self, token: int, logprob: float) -> TokenLogprob:
+        piece = self._piece(token)
+        return TokenLogprob(piece.decode("utf-8", errors="replace"), logprob, piece)
 
     def _finish(self, seq: Sequence, reason: str, now: int, text: str) -> None:
         """Ends a sequence; ``text`` is everything not yet emitted that belongs to the output."""
@@ -563,7 +601,7 @@ class Engine:
             context=seq.prompt_tokens + seq.generated,
         )
         self._release(seq)
-        seq.emit(text + tail, result)
+        seq.emit(text + tail, result, self._take_logprobs(seq))
 
     def _release(self, seq: Sequence) -> None:
         slot = self._slots[seq.slot]

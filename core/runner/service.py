@@ -28,6 +28,7 @@ from herd.core.runner.engine import (
     SamplingParams,
     Sequence,
     SequenceResult,
+    TokenLogprob,
 )
 from herd.logs import configure_logging, request_id_from_metadata
 from herd.runner.v1 import runner_pb2, runner_pb2_grpc
@@ -66,6 +67,7 @@ class Mailbox:
         self._loop = loop
         self._lock = threading.Lock()
         self._text: list[str] = []
+        self._logprobs: list[TokenLogprob] = []
         self._result: SequenceResult | None = None
         self._error: str | None = None
         self._waiter: asyncio.Future | None = None
@@ -74,11 +76,12 @@ class Mailbox:
     def finished(self) -> bool:
         return self._result is not None or self._error is not None
 
-    def put(self, text: str, result: SequenceResult | None) -> None:
-        """Engine thread: more text, and the final result when ``result`` is set."""
+    def put(self, text: str, result: SequenceResult | None, logprobs: list[TokenLogprob]) -> None:
+        """Engine thread: more text (with its tokens' log probabilities), and the final result when ``result`` is set."""
         with self._lock:
             if text:
                 self._text.append(text)
+            self._logprobs += logprobs
             self._result = result
             waiter, self._waiter = self._waiter, None
         if waiter is not None:
@@ -100,11 +103,21 @@ class Mailbox:
             waiter = self._waiter
         await waiter
 
-    def take(self) -> tuple[str, SequenceResult | None, str | None]:
+    def take(self) -> tuple[str, list[TokenLogprob], SequenceResult | None, str | None]:
         with self._lock:
             text = "".join(self._text)
             self._text.clear()
-            return text, self._result, self._error
+            logprobs, self._logprobs = self._logprobs, []
+            return text, logprobs, self._result, self._error
+
+
+def _logprob_pb(entry: TokenLogprob) -> runner_pb2.TokenLogprob:
+    return runner_pb2.TokenLogprob(
+        token=entry.token,
+        logprob=entry.logprob,
+        bytes=entry.bytes,
+        top_logprobs=[_logprob_pb(top) for top in entry.top_logprobs],
+    )
 
 
 def _wake(waiter: asyncio.Future) -> None:
@@ -143,6 +156,7 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
             fail=mailbox.fail,
             request_id=request_id,
             grammar=request.grammar,
+            top_logprobs=request.top_logprobs if request.logprobs else -1,
         )
         try:
             self.engine.submit(seq)
@@ -161,12 +175,13 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
                 delay = next_send - loop.time()
                 if delay > 0 and not mailbox.finished:
                     await asyncio.sleep(delay)
-                text, result, error = mailbox.take()
+                text, logprobs, result, error = mailbox.take()
                 if error is not None:
                     await context.abort(grpc.StatusCode.INTERNAL, error)
+                logprobs_pb = [_logprob_pb(entry) for entry in logprobs]
                 if result is None:
                     next_send = loop.time() + self.stream_interval_s
-                    yield runner_pb2.GenerateResponse(text=text)
+                    yield runner_pb2.GenerateResponse(text=text, logprobs=logprobs_pb)
                     continue
                 log.info(
                     "sequence_done",
@@ -185,6 +200,7 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
                     eval_count=result.eval_count,
                     eval_duration_ns=result.eval_duration_ns,
                     context=result.context if request.return_context else (),
+                    logprobs=logprobs_pb,
                 )
                 return
         finally:

@@ -128,14 +128,44 @@ def _check_top_logprobs(fields: dict) -> None:
 
 
 def _set_common(pb: Any, fields: dict) -> None:
-    """keep_alive and options for every inference request; think for generate and chat."""
+    """keep_alive and options, shared by every inference request."""
     if "keep_alive" in fields:
         pb.keep_alive_ns = fields["keep_alive"]
+    pb.options.CopyFrom(options_from_map(fields.get("options")))
+
+
+def _set_generation(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest, fields: dict) -> None:
+    """What generate and chat share beyond _set_common: think and logprobs."""
+    _set_common(pb, fields)
     think = fields.get("think")
     if think is not None:
         # Core takes "true"/"false" or a level, and refuses thinking for a model that cannot.
         pb.think = think if isinstance(think, str) else ("true" if think else "false")
-    pb.options.CopyFrom(options_from_map(fields.get("options")))
+    pb.logprobs = fields.get("logprobs", False)
+    pb.top_logprobs = fields.get("top_logprobs", 0)
+
+
+def _logprob_dict(entry: common_pb2.TokenLogprob) -> dict:
+    body: dict[str, Any] = {"token": entry.token, "logprob": entry.logprob}
+    if entry.bytes:
+        body["bytes"] = list(entry.bytes)
+    if entry.top_logprobs:
+        body["top_logprobs"] = [_logprob_dict(top) for top in entry.top_logprobs]
+    return body
+
+
+def _add_logprobs(chunk: dict, entries: Sequence[common_pb2.TokenLogprob]) -> None:
+    if entries:
+        chunk["logprobs"] = [_logprob_dict(entry) for entry in entries]
+
+
+def _whole(messages: Sequence[Any]) -> Any:
+    """The last message of a drained stream, carrying every message's log probabilities."""
+    whole = type(messages[-1])()
+    whole.CopyFrom(messages[-1])
+    whole.ClearField("logprobs")
+    whole.logprobs.extend(entry for message in messages for entry in message.logprobs)
+    return whole
 
 
 def details_dict(details: common_pb2.ModelDetails) -> dict:
@@ -177,7 +207,7 @@ def generate_request(document: Any) -> InferenceCall:
         pb.system = fields["system"]
     if fields.get("template"):
         pb.template = fields["template"]
-    _set_common(pb, fields)
+    _set_generation(pb, fields)
     return InferenceCall(pb, fields.get("stream", True))
 
 
@@ -197,14 +227,15 @@ def generate_chunk(message: inference_pb2.GenerateResponse) -> dict:
             chunk["done_reason"] = reason
         if message.context:
             chunk["context"] = list(message.context)
+    _add_logprobs(chunk, message.logprobs)
+    if message.done:
         _add_metrics(chunk, message.metrics)
     return chunk
 
 
 def generate_response(messages: Sequence[inference_pb2.GenerateResponse]) -> dict:
     """``stream:false``: the last chunk with every chunk's text and thinking."""
-    whole = inference_pb2.GenerateResponse()
-    whole.CopyFrom(messages[-1])
+    whole = _whole(messages)
     whole.response = "".join(message.response for message in messages)
     whole.thinking = "".join(message.thinking for message in messages)
     return generate_chunk(whole)
@@ -266,7 +297,7 @@ def chat_request(document: Any) -> InferenceCall:
         tools=[_tool_pb(tool) for tool in fields.get("tools", [])],
         format=_format(fields.get("format")),
     )
-    _set_common(pb, fields)
+    _set_generation(pb, fields)
     return InferenceCall(pb, fields.get("stream", True))
 
 
@@ -305,13 +336,15 @@ def chat_chunk(message: inference_pb2.ChatResponse) -> dict:
         reason = _DONE_REASONS.get(message.done_reason)
         if reason:
             chunk["done_reason"] = reason
+    _add_logprobs(chunk, message.logprobs)
+    if message.done:
         _add_metrics(chunk, message.metrics)
     return chunk
 
 
 def chat_response(messages: Sequence[inference_pb2.ChatResponse]) -> dict:
-    """``stream:false``: the last chunk with all content and thinking, and every tool call."""
-    body = chat_chunk(messages[-1])
+    """``stream:false``: the last chunk with all content, thinking, tool calls and log probabilities."""
+    body = chat_chunk(_whole(messages))
     body["message"] = _message_dict(
         messages[-1].message.role,
         "".join(message.message.content for message in messages),

@@ -277,3 +277,30 @@ def test_model_without_template_layer_uses_the_gguf_chat_template(server, client
     # SmolLM2's own Jinja template adds its default system turn: the 16-token ChatML prompt of
     # the library template becomes over 30 tokens (a new runner, so nothing comes from cache).
     assert reply.prompt_eval_count > 30
+
+
+def test_logprobs_describe_each_generated_token(client):
+    reply = client.generate(CHAT_MODEL, "The capital of France is", logprobs=True, top_logprobs=3,
+                            options={"temperature": 0, "num_predict": 6})
+    assert len(reply.logprobs) == reply.eval_count
+    assert "".join(entry.token for entry in reply.logprobs) == reply.response
+    for entry in reply.logprobs:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
+        assert [top.logprob for top in entry.top_logprobs] == sorted((top.logprob for top in entry.top_logprobs),
+                                                                      reverse=True)
+        # Greedy decoding picks the likeliest token.
+        assert (entry.token, entry.logprob) == (entry.top_logprobs[0].token, entry.top_logprobs[0].logprob)
+
+    chunks = list(client.chat(CHAT_MODEL, messages=[{"role": "user", "content": "Say hello."}], logprobs=True,
+                              options={"temperature": 0, "num_predict": 6}, stream=True))
+    entries = [entry for chunk in chunks for entry in (chunk.logprobs or [])]
+    assert len(entries) == chunks[-1].eval_count
+    assert all(not entry.top_logprobs for entry in entries)
+    assert "".join(entry.token for entry in entries) == "".join(chunk.message.content for chunk in chunks)
+
+
+def test_top_logprobs_out_of_range_is_400(server):
+    reply = httpx.post(server.base_url + "/api/chat", json={"model": CHAT_MODEL, "messages": [], "logprobs": True,
+                                                             "top_logprobs": 21})
+    assert (reply.status_code, reply.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})

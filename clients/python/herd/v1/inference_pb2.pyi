@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("model", "prompt", "suffix", "system", "template", "context", "raw", "format", "keep_alive_ns", "options", "images", "think")
+    __slots__ = ("model", "prompt", "suffix", "system", "template", "context", "raw", "format", "keep_alive_ns", "options", "images", "think", "logprobs", "top_logprobs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SUFFIX_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,8 @@ class GenerateRequest(_message.Message):
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     THINK_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     model: str
     prompt: str
     suffix: str
@@ -36,10 +38,12 @@ class GenerateRequest(_message.Message):
     options: _common_pb2.Options
     images: _containers.RepeatedScalarFieldContainer[bytes]
     think: str
-    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., suffix: _Optional[str] = ..., system: _Optional[str] = ..., template: _Optional[str] = ..., context: _Optional[_Iterable[int]] = ..., raw: _Optional[bool] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., think: _Optional[str] = ...) -> None: ...
+    logprobs: bool
+    top_logprobs: int
+    def __init__(self, model: _Optional[str] = ..., prompt: _Optional[str] = ..., suffix: _Optional[str] = ..., system: _Optional[str] = ..., template: _Optional[str] = ..., context: _Optional[_Iterable[int]] = ..., raw: _Optional[bool] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., images: _Optional[_Iterable[bytes]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("model", "created_at", "response", "done", "done_reason", "metrics", "context", "thinking")
+    __slots__ = ("model", "created_at", "response", "done", "done_reason", "metrics", "context", "thinking", "logprobs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +52,7 @@ class GenerateResponse(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     THINKING_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     model: str
     created_at: _timestamp_pb2.Timestamp
     response: str
@@ -56,7 +61,8 @@ class GenerateResponse(_message.Message):
     metrics: _common_pb2.Metrics
     context: _containers.RepeatedScalarFieldContainer[int]
     thinking: str
-    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response: _Optional[str] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ..., context: _Optional[_Iterable[int]] = ..., thinking: _Optional[str] = ...) -> None: ...
+    logprobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenLogprob]
+    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., response: _Optional[str] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ..., context: _Optional[_Iterable[int]] = ..., thinking: _Optional[str] = ..., logprobs: _Optional[_Iterable[_Union[_common_pb2.TokenLogprob, _Mapping]]] = ...) -> None: ...
 
 class Message(_message.Message):
     __slots__ = ("role", "content", "images", "thinking", "tool_calls", "tool_name", "tool_call_id")
@@ -77,7 +83,7 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., images: _Optional[_Iterable[bytes]] = ..., thinking: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_common_pb2.ToolCall, _Mapping]]] = ..., tool_name: _Optional[str] = ..., tool_call_id: _Optional[str] = ...) -> None: ...
 
 class ChatRequest(_message.Message):
-    __slots__ = ("model", "messages", "tools", "format", "keep_alive_ns", "options", "think")
+    __slots__ = ("model", "messages", "tools", "format", "keep_alive_ns", "options", "think", "logprobs", "top_logprobs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOLS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +91,8 @@ class ChatRequest(_message.Message):
     KEEP_ALIVE_NS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     THINK_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     model: str
     messages: _containers.RepeatedCompositeFieldContainer[Message]
     tools: _containers.RepeatedCompositeFieldContainer[_common_pb2.Tool]
@@ -92,23 +100,27 @@ class ChatRequest(_message.Message):
     keep_alive_ns: int
     options: _common_pb2.Options
     think: str
-    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., think: _Optional[str] = ...) -> None: ...
+    logprobs: bool
+    top_logprobs: int
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., tools: _Optional[_Iterable[_Union[_common_pb2.Tool, _Mapping]]] = ..., format: _Optional[str] = ..., keep_alive_ns: _Optional[int] = ..., options: _Optional[_Union[_common_pb2.Options, _Mapping]] = ..., think: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
 
 class ChatResponse(_message.Message):
-    __slots__ = ("model", "created_at", "message", "done", "done_reason", "metrics")
+    __slots__ = ("model", "created_at", "message", "done", "done_reason", "metrics", "logprobs")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     DONE_REASON_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     model: str
     created_at: _timestamp_pb2.Timestamp
     message: Message
     done: bool
     done_reason: _common_pb2.DoneReason
     metrics: _common_pb2.Metrics
-    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ...) -> None: ...
+    logprobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.TokenLogprob]
+    def __init__(self, model: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[_Union[Message, _Mapping]] = ..., done: _Optional[bool] = ..., done_reason: _Optional[_Union[_common_pb2.DoneReason, str]] = ..., metrics: _Optional[_Union[_common_pb2.Metrics, _Mapping]] = ..., logprobs: _Optional[_Iterable[_Union[_common_pb2.TokenLogprob, _Mapping]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
     __slots__ = ("model", "input", "truncate", "dimensions", "keep_alive_ns", "options", "normalize")
