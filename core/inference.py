@@ -113,6 +113,7 @@ class GenerateParams:
     format: str = ""
     think: str | None = None
     top_logprobs: int = -1  # -1: none; n >= 0: each token's and the n likeliest
+    images: list[bytes] = field(default_factory=list)
     keep_alive_ns: int | None = None
     options: common_pb2.Options | None = None
     request_id: str = ""
@@ -132,6 +133,7 @@ class GenerateParams:
             format=pb.format,
             think=think_from_pb(pb),
             top_logprobs=top_logprobs_from_pb(pb),
+            images=list(pb.images),
             keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
             options=pb.options,
             request_id=request_id,
@@ -223,6 +225,14 @@ def _check_thinking(requested_name: str, capabilities: list[str], think: str | N
     # Ollama refuses only a request that asks for thinking; "false" is fine for any model.
     if think not in (None, "false") and "thinking" not in capabilities:
         raise CapabilityMissing(f"{go_quote(requested_name)} does not support thinking")
+
+
+def _check_vision(model: StoredModel, capabilities: list[str], has_images: bool) -> None:
+    if has_images and "vision" not in capabilities:
+        raise CapabilityMissing(f"{model.name} does not support vision")
+    if has_images:
+        # Serving images needs llama.cpp's multimodal (mtmd) path, which the runner does not drive yet.
+        raise CapabilityMissing(f"{model.name}: images are not supported by herd yet")
 
 
 def grammar_for_format(format_text: str) -> str:
@@ -331,6 +341,7 @@ class Inference:
             raise CapabilityMissing(f'"{p.model}" does not support generate')
         if p.suffix and "insert" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support insert")
+        _check_vision(model, capabilities, bool(p.images))
         grammar = grammar_for_format(p.format)
         thinking = _Thinking.of(capabilities, p.think)
         if p.raw:
@@ -383,6 +394,7 @@ class Inference:
             raise CapabilityMissing(f'"{p.model}" does not support chat')
         if p.tools and "tools" not in capabilities:
             raise CapabilityMissing(f"{model.name} does not support tools")
+        _check_vision(model, capabilities, any(message.Images for message in p.messages))
         grammar = grammar_for_format(p.format)
         thinking = _Thinking.of(capabilities, p.think)
         messages = []

@@ -171,6 +171,10 @@ def test_chat_without_messages_loads(client):
          '"smollm2:135m" does not support thinking'),
         (lambda c: c.generate("SmolLM2:135m", "hi", think="high"), 400, '"SmolLM2:135m" does not support thinking'),
         (lambda c: c.chat(CHAT_MODEL, messages=[], think=True), 400, '"smollm2:135m" does not support thinking'),
+        (lambda c: c.chat(CHAT_MODEL, messages=[{"role": "user", "content": "What is this?", "images": ["aGk="]}]),
+         400, "registry.ollama.ai/library/smollm2:135m does not support vision"),
+        (lambda c: c.generate(CHAT_MODEL, "What is this?", images=["aGk="]), 400,
+         "registry.ollama.ai/library/smollm2:135m does not support vision"),
     ],
 )
 def test_errors_match_ollama(client, call, status, message):
