@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import time
 
@@ -18,6 +19,8 @@ from sanic.response import HTTPResponse
 from herd.logs import configure_logging
 from herd.rest.errors import ApiError, error_response, json_response
 from herd.rest.ollama.routes import create_blueprint
+from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
+from herd.rest.openai.routes import openai_error_response
 from herd.rest.request_id import REQUEST_ID_HEADER, request_id_for
 from herd.rest.settings import GatewaySettings
 from herd.v1 import inference_pb2_grpc, models_pb2_grpc
@@ -77,6 +80,33 @@ async def _send_request_id(request: Request, response: HTTPResponse) -> None:
     )
 
 
+# Health checks stay open when HERD_API_KEY is set.
+_OPEN_PATHS = frozenset({"/", "/api/version"})
+UNAUTHORIZED = "unauthorized"
+
+
+def _bearer_token_is(header: str | None, key: bytes) -> bool:
+    scheme, _, token = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key)
+
+
+def _api_key_check(api_key: str):
+    key = api_key.encode()
+
+    async def check_api_key(request: Request) -> HTTPResponse | None:
+        if request.path in _OPEN_PATHS and request.method in ("GET", "HEAD"):
+            return None
+        if _bearer_token_is(request.headers.get("authorization"), key):
+            return None
+        log.info("unauthorized", path=request.path)
+        error = ApiError(401, UNAUTHORIZED)
+        response = openai_error_response(error) if request.path.startswith("/v1/") else error_response(error)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    return check_api_key
+
+
 def _page_not_found(request: Request, exception: Exception) -> HTTPResponse:
     return HTTPResponse("404 page not found", status=404, content_type=_GO_TEXT)
 
@@ -110,6 +140,8 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.register_listener(open_channel, "before_server_start")
     app.register_listener(_close_channel, "after_server_stop")
     app.register_middleware(_bind_request_id, "request")
+    if settings.api_key:
+        app.register_middleware(_api_key_check(settings.api_key), "request")
     app.register_middleware(_send_request_id, "response")
 
     app.error_handler.add(NotFound, _page_not_found)
@@ -127,6 +159,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.add_route(root, "/", methods=["GET", "HEAD"])
     app.add_route(version, "/api/version", methods=["GET", "HEAD"])
     app.blueprint(create_blueprint())
+    app.blueprint(create_openai_blueprint())
     return app
 
 

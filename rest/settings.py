@@ -97,12 +97,17 @@ def _installed_version() -> str:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """Where the gateway listens, where core is, and what ``/api/version`` says."""
+    """Where the gateway listens, where core is, what ``/api/version`` says, and the API key.
+
+    With an ``api_key`` (``HERD_API_KEY``) every route but ``/`` and ``/api/version`` wants
+    ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted.
+    """
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     core_address: str = DEFAULT_CORE_ADDRESS
     version: str = "0.0.0"
+    api_key: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -112,4 +117,5 @@ class GatewaySettings:
             port=port,
             core_address=env_value(environ, "HERD_GRPC_HOST") or DEFAULT_CORE_ADDRESS,
             version=_installed_version(),
+            api_key=env_value(environ, "HERD_API_KEY"),
         )

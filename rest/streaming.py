@@ -1,9 +1,9 @@
-"""NDJSON streaming of a server-streaming gRPC call, with Ollama's error rules.
+"""NDJSON and SSE streaming of a server-streaming gRPC call, with Ollama's error rules.
 
 Before the first byte an error is a normal response with its status; after it, one
-``{"error": ...}`` line ends the stream and the status stays 200. A reader task moves messages
-from the call into a queue, so messages that arrived while the client was slow to read go out
-in one write. Whatever ends the handler (the client leaving makes Sanic cancel it) cancels the
+``{"error": ...}`` line (or SSE event) ends the stream and the status stays 200. A reader task
+moves messages from the call into a queue, so messages that arrived while the client was slow to
+read go out in one write. Whatever ends the handler (the client leaving makes Sanic cancel it) cancels the
 gRPC call, and with it the generation in core.
 """
 
@@ -21,6 +21,7 @@ from herd.rest.errors import ApiError, dumps, error_from_rpc
 log = structlog.get_logger(__name__)
 
 NDJSON_CONTENT_TYPE = "application/x-ndjson"
+SSE_CONTENT_TYPE = "text/event-stream"
 EMPTY_STREAM = "herd core ended the stream without a response"
 
 # Marks the end of a call that finished cleanly.
@@ -55,6 +56,40 @@ async def stream_ndjson(
 
     Raises :class:`ApiError` when the call fails before its first message.
     """
+    await _stream(
+        request,
+        call,
+        NDJSON_CONTENT_TYPE,
+        lambda message: _line(to_chunk(message)),
+        lambda error: _line({"error": error.message}),
+        not_found,
+    )
+
+
+async def stream_sse(
+    request: Request,
+    call: grpc.aio.UnaryStreamCall,
+    to_events: Callable[[Any], str],
+    to_error_event: Callable[[ApiError], str],
+    not_found: str | None = None,
+) -> None:
+    """Streams ``call`` as server-sent events, ``to_events(message)`` being the text of a message's
+    events (none, one or several); a failure after the first byte is ``to_error_event(error)``, and
+    the end of the stream.
+
+    Raises :class:`ApiError` when the call fails before its first message.
+    """
+    await _stream(request, call, SSE_CONTENT_TYPE, to_events, to_error_event, not_found)
+
+
+async def _stream(
+    request: Request,
+    call: grpc.aio.UnaryStreamCall,
+    content_type: str,
+    encode: Callable[[Any], str],
+    encode_error: Callable[[ApiError], str],
+    not_found: str | None,
+) -> None:
     queue: asyncio.Queue = asyncio.Queue()
     reader = asyncio.create_task(_forward(call, queue, not_found))
     try:
@@ -63,12 +98,12 @@ async def stream_ndjson(
             raise ApiError(500, EMPTY_STREAM)
         if isinstance(first, ApiError):
             raise first
-        response = await request.respond(content_type=NDJSON_CONTENT_TYPE)
+        response = await request.respond(content_type=content_type)
         ready = [first]
         while True:
             while not queue.empty():
                 ready.append(queue.get_nowait())
-            lines = []
+            parts = []
             finished = False
             for item in ready:
                 if item is _END:
@@ -76,12 +111,13 @@ async def stream_ndjson(
                     break
                 if isinstance(item, ApiError):
                     log.info("stream_failed", status=item.status, error=item.message)
-                    lines.append(_line({"error": item.message}))
+                    parts.append(encode_error(item))
                     finished = True
                     break
-                lines.append(_line(to_chunk(item)))
-            if lines:
-                await response.send("".join(lines))
+                parts.append(encode(item))
+            text = "".join(parts)
+            if text:
+                await response.send(text)
             if finished:
                 break
             ready = [await queue.get()]

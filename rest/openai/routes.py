@@ -1,0 +1,110 @@
+"""OpenAI-compatible /v1 routes: parse, translate, call core, translate back.
+
+As in the native dialect, handlers hold no logic; the shapes live in ``translate``. Every error a
+/v1 route answers with is OpenAI's ``{"error": {"message", "type", "param", "code"}}`` with the
+status of herd's one table (``herd.rest.errors``); this blueprint's exception handlers write it.
+"""
+
+from __future__ import annotations
+
+import structlog
+from sanic import Blueprint, Request
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse
+
+from herd.rest.errors import ApiError, json_response
+from herd.rest.ollama.translate import embed_not_found, show_not_found
+from herd.rest.openai import translate
+from herd.rest.openai.parsing import parse_body
+from herd.rest.request_id import grpc_metadata
+from herd.rest.streaming import drain, stream_sse, unary
+from herd.v1 import models_pb2
+
+log = structlog.get_logger(__name__)
+
+
+def openai_error_response(error: ApiError) -> HTTPResponse:
+    return json_response(translate.error_body(error.status, error.message), status=error.status)
+
+
+def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
+    return grpc_metadata(request.ctx.request_id)
+
+
+def _not_found(model: str) -> str:
+    """What Ollama's generate and chat handlers say for a model that is not there."""
+    return f"model '{model}' not found"
+
+
+async def chat_completions(request: Request) -> HTTPResponse | None:
+    call = translate.chat_request(parse_body(request.body))
+    completion_id = translate.chat_completion_id()
+    not_found = _not_found(call.request.model)
+    rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
+    if call.stream:
+        stream = translate.ChatStream(completion_id, call.include_usage)
+        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
+    return json_response(translate.chat_completion(await drain(rpc, not_found), completion_id))
+
+
+async def completions(request: Request) -> HTTPResponse | None:
+    call = translate.completion_request(parse_body(request.body))
+    completion_id = translate.completion_id()
+    not_found = _not_found(call.request.model)
+    rpc = request.app.ctx.inference.Generate(call.request, metadata=_metadata(request))
+    if call.stream:
+        stream = translate.CompletionStream(completion_id, call.include_usage)
+        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
+    return json_response(translate.completion(await drain(rpc, not_found), completion_id))
+
+
+async def embeddings(request: Request) -> HTTPResponse:
+    call = translate.embeddings_request(parse_body(request.body))
+    rpc = request.app.ctx.inference.Embed(call.request, metadata=_metadata(request))
+    reply = await unary(rpc, embed_not_found(call.request.model))
+    return json_response(translate.embedding_list(reply, call.model, call.base64))
+
+
+async def list_models(request: Request) -> HTTPResponse:
+    rpc = request.app.ctx.models.List(models_pb2.ListModelsRequest(), metadata=_metadata(request))
+    return json_response(translate.model_list(await unary(rpc)))
+
+
+async def retrieve_model(request: Request, model: str) -> HTTPResponse:
+    rpc = request.app.ctx.models.Show(models_pb2.ShowModelRequest(model=model), metadata=_metadata(request))
+    try:
+        shown = await unary(rpc)
+    except ApiError as error:
+        if error.status == 404:
+            raise ApiError(404, show_not_found(error.message, model)) from None
+        raise
+    return json_response(translate.model_object(shown, model))
+
+
+def _api_error(request: Request, exception: ApiError) -> HTTPResponse:
+    return openai_error_response(exception)
+
+
+def _sanic_error(request: Request, exception: SanicException) -> HTTPResponse:
+    # Sanic's own refusals (body too large, request timeout) carry plain, path-free messages.
+    return openai_error_response(ApiError(exception.status_code, str(exception)))
+
+
+def _unexpected_error(request: Request, exception: Exception) -> HTTPResponse:
+    log.exception("request_failed", path=request.path, exc_info=exception)
+    return openai_error_response(ApiError(500, "internal server error"))
+
+
+def create_blueprint() -> Blueprint:
+    """The /v1 routes, on a fresh blueprint for each app; its errors in OpenAI's shape."""
+    blueprint = Blueprint("openai")
+    blueprint.add_route(chat_completions, "/v1/chat/completions", methods=["POST"])
+    blueprint.add_route(completions, "/v1/completions", methods=["POST"])
+    blueprint.add_route(embeddings, "/v1/embeddings", methods=["POST"])
+    blueprint.add_route(list_models, "/v1/models", methods=["GET"])
+    # One path segment, percent-decoded as gin's router decodes it (clients may send ":" as %3A).
+    blueprint.add_route(retrieve_model, "/v1/models/<model>", methods=["GET"], unquote=True)
+    blueprint.exception(ApiError)(_api_error)
+    blueprint.exception(SanicException)(_sanic_error)
+    blueprint.exception(Exception)(_unexpected_error)
+    return blueprint
