@@ -20,6 +20,7 @@ from herd.core.models import ModelCatalog
 from herd.core.options import ResolvedOptions, resolve
 from herd.core.scheduler import Scheduler
 from herd.core.store.store import StoredModel
+from herd.core.structured import JSON_GRAMMAR, UnsupportedSchema, grammar_for_schema
 from herd.core.templates.values import Message, Tool, Values
 from herd.core.thinking import ThinkingParser, thinking_tags
 from herd.core.tools import ParsedCall, ToolCallParser, tool_call_tag
@@ -239,8 +240,6 @@ def grammar_for_format(format_text: str) -> str:
     """The runner's grammar for a request's ``format``: none, any JSON object, or a JSON Schema's."""
     if not format_text:
         return ""
-    from herd.core.structured import JSON_GRAMMAR, UnsupportedSchema, grammar_for_schema  # WIP: until it lands
-
     if format_text == "json":
         return JSON_GRAMMAR
     try:

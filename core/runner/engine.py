@@ -129,7 +129,6 @@ class Sequence:
     cancelled: bool = False
 
     # Engine-side state.
-    grammar_sampler: object = None  # compiled on submit, owned by ``sampler`` once admitted
     slot: int = -1
     n_past: int = 0  # tokens of this sequence already in the KV cache
     pending_token: int = -1  # sampled, not yet decoded
@@ -336,24 +335,20 @@ class Engine:
         """Queues ``seq``; raises EngineError for an empty prompt, a grammar llama.cpp rejects, or shutdown."""
         if not seq.prompt_tokens:
             raise EngineError("prompt is empty")
-        if seq.grammar:
-            # Compiled here, so a bad grammar fails its own request instead of a decode step.
-            seq.grammar_sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, seq.grammar.encode(), b"root")
-            if not seq.grammar_sampler:
-                raise InvalidGrammar("invalid grammar")
+        # Built here, so a bad grammar or sampling setting fails its own request, not a decode step.
+        seq.sampler = self._make_sampler(seq.sampling, seq.grammar)
         with self._cond:
             if self._closing:
-                self._free_grammar(seq)
+                self._free_sampler(seq)
                 raise EngineError("runner is shutting down")
             self._waiting.append(seq)
             self._cond.notify()
 
     @staticmethod
-    def _free_grammar(seq: Sequence) -> None:
-        """Frees a grammar that never joined a sampler chain."""
-        if seq.grammar_sampler is not None:
-            llama_cpp.llama_sampler_free(seq.grammar_sampler)
-            seq.grammar_sampler = None
+    def _free_sampler(seq: Sequence) -> None:
+        if seq.sampler is not None:
+            llama_cpp.llama_sampler_free(seq.sampler)
+            seq.sampler = None
 
     def submit_embed(
         self, inputs: list[str], truncate: bool, done: Callable[[list[list[float]] | None, int, str | None], None]
@@ -372,24 +367,28 @@ class Engine:
                     self._cond.wait()
                 if self._closing:
                     break
-                self._admit_locked()
                 embed_task = self._embed_tasks.popleft() if self._embed_tasks and not self._active else None
-            if embed_task is not None:
-                self._run_embed(embed_task)
-                continue
             try:
+                if embed_task is not None:
+                    self._run_embed(embed_task)
+                    continue
+                with self._cond:
+                    self._admit_locked()
                 self._step()
-            except Exception:  # a failed decode fails the batch, not the runner
+            except Exception:  # a failed step fails its batch, never the runner: this thread must live
                 log.exception("decode_failed")
-                failed, self._active = self._active, []
-                for seq in failed:
-                    self._release(seq)
-                    # What the failed step left in the cache is unknown: start that slot afresh.
-                    llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
-                    self._slots[seq.slot].tokens = []
-                    seq.fail("llama.cpp decode failed")
+                self._fail_active("llama.cpp decode failed")
         for seq in self._active + list(self._waiting):
             seq.fail("runner is shutting down")
+
+    def _fail_active(self, message: str) -> None:
+        failed, self._active = self._active, []
+        for seq in failed:
+            self._release(seq)
+            # What the failed step left in the cache is unknown: start that slot afresh.
+            llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+            self._slots[seq.slot].tokens = []
+            seq.fail(message)
 
     def _admit_locked(self) -> None:
         """Moves waiting sequences into free slots, reusing the longest cached prefix."""
@@ -399,26 +398,33 @@ class Engine:
                 return
             seq = self._waiting.popleft()
             if seq.cancelled:
-                self._free_grammar(seq)
+                self._free_sampler(seq)
                 continue
-            slot = self._slot_for(seq.prompt_tokens, free)
-            keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
-            keep = min(keep, len(seq.prompt_tokens) - 1)  # the last prompt token must be decoded for logits
-            llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, keep, -1)
-            del slot.tokens[keep:]
-            slot.busy = True
-            # Cells of idle slots would sit in every attention of the unified cache from now on.
-            for other in free:
-                if other is not slot:
-                    self._park(other)
-            seq.slot = slot.seq_id
-            seq.n_past = keep
-            seq.prompt_eval_count = len(seq.prompt_tokens) - keep
-            seq.sampler = self._make_sampler(seq.sampling, seq.grammar_sampler)
-            seq.grammar_sampler = None  # the chain owns it now
-            seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            seq.t_admit = time.perf_counter_ns()
-            self._active.append(seq)
+            try:
+                self._admit(seq, free)
+            except Exception:  # one sequence that cannot start must not take the others with it
+                log.exception("admit_failed", request_id=seq.request_id)
+                self._free_sampler(seq)
+                seq.fail("llama.cpp could not start the sequence")
+
+    def _admit(self, seq: Sequence, free: list[_Slot]) -> None:
+        """Puts ``seq`` in the free slot holding most of its prompt, and makes it active."""
+        slot = self._slot_for(seq.prompt_tokens, free)
+        keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
+        keep = min(keep, len(seq.prompt_tokens) - 1)  # the last prompt token must be decoded for logits
+        llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, keep, -1)
+        del slot.tokens[keep:]
+        # Cells of idle slots would sit in every attention of the unified cache from now on.
+        for other in free:
+            if other is not slot:
+                self._park(other)
+        seq.slot = slot.seq_id
+        seq.n_past = keep
+        seq.prompt_eval_count = len(seq.prompt_tokens) - keep
+        seq.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        seq.t_admit = time.perf_counter_ns()
+        slot.busy = True
+        self._active.append(seq)
 
     def _slot_for(self, prompt: list[int], free: list[_Slot]) -> _Slot:
         """The free slot holding the longest prefix of ``prompt``, restored from host RAM if parked there."""
@@ -458,16 +464,21 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _make_sampler(self, p: SamplingParams, grammar=None):
+    def _make_sampler(self, p: SamplingParams, grammar: str):
+        """The sampler chain for one sequence; raises InvalidGrammar for a grammar llama.cpp cannot parse."""
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
-        if grammar is not None:
+        if grammar:
+            compiled = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
+            if not compiled:  # llama.cpp printed why; a NULL sampler in a chain would crash
+                llama_cpp.llama_sampler_free(chain)
+                raise InvalidGrammar("invalid grammar")
             # First, so every later stage only sees tokens the grammar allows.
-            add(chain, grammar)
+            add(chain, compiled)
         if p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0:
             last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
             add(chain, llama_cpp.llama_sampler_init_penalties(
-                last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
+                self.n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
         if p.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
             return chain

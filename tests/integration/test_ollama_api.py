@@ -308,3 +308,10 @@ def test_top_logprobs_out_of_range_is_400(server):
     reply = httpx.post(server.base_url + "/api/chat", json={"model": CHAT_MODEL, "messages": [], "logprobs": True,
                                                              "top_logprobs": 21})
     assert (reply.status_code, reply.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})
+
+
+def test_penalties_shape_the_answer_and_the_runner_keeps_serving(client):
+    penalised = client.generate(CHAT_MODEL, "List the colours of the rainbow.", options={
+        "temperature": 0, "num_predict": 24, "repeat_penalty": 1.3, "presence_penalty": 0.5, "frequency_penalty": 0.5})
+    plain = client.generate(CHAT_MODEL, "List the colours of the rainbow.", options={"temperature": 0, "num_predict": 24})
+    assert penalised.eval_count > 0 and penalised.response != plain.response
