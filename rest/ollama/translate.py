@@ -145,18 +145,19 @@ def _set_generation(pb: inference_pb2.GenerateRequest | inference_pb2.ChatReques
     pb.top_logprobs = fields.get("top_logprobs", 0)
 
 
-def _logprob_dict(entry: common_pb2.TokenLogprob) -> dict:
+def logprob_dict(entry: common_pb2.TokenLogprob) -> dict:
+    """One token's log probability as Ollama's ``api.Logprob`` (bytes and top list when present)."""
     body: dict[str, Any] = {"token": entry.token, "logprob": entry.logprob}
     if entry.bytes:
         body["bytes"] = list(entry.bytes)
     if entry.top_logprobs:
-        body["top_logprobs"] = [_logprob_dict(top) for top in entry.top_logprobs]
+        body["top_logprobs"] = [logprob_dict(top) for top in entry.top_logprobs]
     return body
 
 
 def _add_logprobs(chunk: dict, entries: Sequence[common_pb2.TokenLogprob]) -> None:
     if entries:
-        chunk["logprobs"] = [_logprob_dict(entry) for entry in entries]
+        chunk["logprobs"] = [logprob_dict(entry) for entry in entries]
 
 
 def _whole(messages: Sequence[Any]) -> Any:

@@ -435,20 +435,10 @@ def _tool_call(call: common_pb2.ToolCall, new_call_id: Callable[[], str]) -> dic
     }
 
 
-def _logprob(entry: common_pb2.TokenLogprob) -> dict:
-    """One token's log probability as Ollama's ``api.Logprob`` (bytes and top list when present)."""
-    body: dict[str, Any] = {"token": entry.token, "logprob": entry.logprob}
-    if entry.bytes:
-        body["bytes"] = list(entry.bytes)
-    if entry.top_logprobs:
-        body["top_logprobs"] = [_logprob(top) for top in entry.top_logprobs]
-    return body
-
-
 def _add_logprobs(choice: dict, entries: Sequence[common_pb2.TokenLogprob]) -> None:
     """A chat choice's ``logprobs: {"content": [...]}``, left out when there are none."""
     if entries:
-        choice["logprobs"] = {"content": [_logprob(entry) for entry in entries]}
+        choice["logprobs"] = {"content": [native.logprob_dict(entry) for entry in entries]}
 
 
 def chat_completion(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import re
 import struct
@@ -17,15 +16,12 @@ import grpc
 import httpx
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from sanic import Sanic
 
-from herd.rest.app import create_app
 from herd.rest.errors import ApiError
 from herd.rest.openai import translate
 from herd.rest.openai.parsing import parse_body
-from herd.rest.settings import GatewaySettings
-from herd.v1 import common_pb2, inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
-from tests.unit.test_gateway_app import Abort, FakeCore, Hold, _free_socket
+from herd.v1 import common_pb2, inference_pb2, models_pb2
+from tests.fake_core import Abort, FakeCore, Hold, gateway, run
 
 USER = {"role": "user", "content": "hi"}
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -779,37 +775,6 @@ def test_a_mid_stream_error_is_an_event_with_error_in_it():
 
 
 # --- the routes over HTTP, against a fake core ------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def gateway(core: FakeCore, api_key: str = ""):
-    server = grpc.aio.server()
-    inference_pb2_grpc.add_InferenceServicer_to_server(core, server)
-    models_pb2_grpc.add_ModelsServicer_to_server(core, server)
-    grpc_port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    app = create_app(GatewaySettings(core_address=f"127.0.0.1:{grpc_port}", version="1.2.3", api_key=api_key))
-    app.config.TOUCHUP = False
-    sock = _free_socket()
-    http = await app.create_server(sock=sock, return_asyncio_server=True, access_log=False)
-    await http.startup()
-    await http.before_start()
-    await http.after_start()
-    await http.start_serving()
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as client:
-            yield client
-    finally:
-        await http.before_stop()
-        http.close()
-        await http.wait_closed()
-        await http.after_stop()
-        await server.stop(None)
-        Sanic.unregister_app(app)
-
-
-def run(scenario) -> None:
-    asyncio.run(scenario())
 
 
 def chat_body(**fields) -> dict:
