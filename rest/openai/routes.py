@@ -14,6 +14,7 @@ from sanic.response import HTTPResponse
 
 from herd.rest.errors import ApiError, json_response
 from herd.rest.ollama.translate import embed_not_found, show_not_found
+from herd.rest.openai import responses as responses_api
 from herd.rest.openai import translate
 from herd.rest.openai.parsing import parse_body
 from herd.rest.request_id import grpc_metadata
@@ -58,6 +59,19 @@ async def completions(request: Request) -> HTTPResponse | None:
     return json_response(translate.completion(await drain(rpc, not_found), completion_id))
 
 
+async def responses(request: Request) -> HTTPResponse | None:
+    responses_api.check_content_encoding(request.headers.get("content-encoding"))
+    call = responses_api.responses_request(parse_body(request.body))
+    response_id, item_id = responses_api.response_id(), responses_api.message_id()
+    not_found = _not_found(call.request.model)
+    rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
+    if call.stream:
+        stream = responses_api.ResponseStream(call.echo, response_id, item_id)
+        return await stream_sse(request, rpc, stream.events, stream.error_event, not_found)
+    messages = await drain(rpc, not_found)
+    return json_response(responses_api.response(messages, call.echo, response_id, item_id))
+
+
 async def embeddings(request: Request) -> HTTPResponse:
     call = translate.embeddings_request(parse_body(request.body))
     rpc = request.app.ctx.inference.Embed(call.request, metadata=_metadata(request))
@@ -100,6 +114,7 @@ def create_blueprint() -> Blueprint:
     blueprint = Blueprint("openai")
     blueprint.add_route(chat_completions, "/v1/chat/completions", methods=["POST"])
     blueprint.add_route(completions, "/v1/completions", methods=["POST"])
+    blueprint.add_route(responses, "/v1/responses", methods=["POST"])
     blueprint.add_route(embeddings, "/v1/embeddings", methods=["POST"])
     blueprint.add_route(list_models, "/v1/models", methods=["GET"])
     # One path segment, percent-decoded as gin's router decodes it (clients may send ":" as %3A).
