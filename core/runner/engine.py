@@ -135,6 +135,7 @@ class Sequence:
     generated: list[int] = field(default_factory=list)
     prompt_eval_count: int = 0
     sampler: object = None
+    grammar_sampler: object = None  # kept out of ``sampler``: checked against the pick, see _sample
     decoder: object = None
     held_text: str = ""
     unsent_logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -263,6 +264,10 @@ class Engine:
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)
+        # One candidate buffer serves every grammar-constrained pick (the engine thread samples one at a time).
+        self._candidate_buffer = (llama_cpp.llama_token_data * self.n_vocab)()
+        self._candidate_view = np.ctypeslib.as_array(self._candidate_buffer)
+        self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         log.info(
             "engine_loaded",
             n_ctx=self.n_ctx_seq,
@@ -336,7 +341,11 @@ class Engine:
         if not seq.prompt_tokens:
             raise EngineError("prompt is empty")
         # Built here, so a bad grammar or sampling setting fails its own request, not a decode step.
-        seq.sampler = self._make_sampler(seq.sampling, seq.grammar)
+        if seq.grammar:
+            seq.grammar_sampler = llama_cpp.llama_sampler_init_grammar(self.vocab, seq.grammar.encode(), b"root")
+            if not seq.grammar_sampler:  # llama.cpp printed why; using a NULL sampler would crash
+                raise InvalidGrammar("invalid grammar")
+        seq.sampler = self._make_sampler(seq.sampling)
         with self._cond:
             if self._closing:
                 self._free_sampler(seq)
@@ -346,9 +355,10 @@ class Engine:
 
     @staticmethod
     def _free_sampler(seq: Sequence) -> None:
-        if seq.sampler is not None:
-            llama_cpp.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        for name in ("sampler", "grammar_sampler"):
+            if getattr(seq, name) is not None:
+                llama_cpp.llama_sampler_free(getattr(seq, name))
+                setattr(seq, name, None)
 
     def submit_embed(
         self, inputs: list[str], truncate: bool, done: Callable[[list[list[float]] | None, int, str | None], None]
@@ -464,17 +474,9 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _make_sampler(self, p: SamplingParams, grammar: str):
-        """The sampler chain for one sequence; raises InvalidGrammar for a grammar llama.cpp cannot parse."""
+    def _make_sampler(self, p: SamplingParams):
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
-        if grammar:
-            compiled = llama_cpp.llama_sampler_init_grammar(self.vocab, grammar.encode(), b"root")
-            if not compiled:  # llama.cpp printed why; a NULL sampler in a chain would crash
-                llama_cpp.llama_sampler_free(chain)
-                raise InvalidGrammar("invalid grammar")
-            # First, so every later stage only sees tokens the grammar allows.
-            add(chain, compiled)
         if p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0:
             last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
             add(chain, llama_cpp.llama_sampler_init_penalties(
@@ -540,10 +542,46 @@ class Engine:
                 seq.n_past += 1
             else:
                 seq.t_first = now
-            token = llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, index)
+            token = self._sample(seq, index)
             if seq.top_logprobs >= 0 and not llama_cpp.llama_vocab_is_eog(self.vocab, token):
                 seq.unsent_logprobs.append(self._logprob(index, token, seq.top_logprobs))
             self._advance(seq, token, now)
+
+    def _sample(self, seq: Sequence, index: int) -> int:
+        """The next token for ``seq`` from output ``index`` of the last decode."""
+        if seq.grammar_sampler is None:
+            return llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, index)
+        # As llama.cpp's own common sampler: the grammar costs a pass over the whole vocabulary
+        # (262k entries for Gemma), so pick freely first and check only the pick; the full pass
+        # runs only when the grammar refuses it.
+        candidates = self._candidates(index)
+        llama_cpp.llama_sampler_apply(seq.sampler, ctypes.byref(candidates))
+        token = candidates.data[candidates.selected].id
+        if not self._grammar_allows(seq.grammar_sampler, token):
+            candidates = self._candidates(index)
+            llama_cpp.llama_sampler_apply(seq.grammar_sampler, ctypes.byref(candidates))
+            llama_cpp.llama_sampler_apply(seq.sampler, ctypes.byref(candidates))
+            token = candidates.data[candidates.selected].id
+        llama_cpp.llama_sampler_accept(seq.grammar_sampler, token)
+        llama_cpp.llama_sampler_accept(seq.sampler, token)
+        return token
+
+    def _candidates(self, index: int) -> llama_cpp.llama_token_data_array:
+        """Every token with its logit at output ``index``, in the engine's one reusable buffer."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        self._candidate_view["logit"] = logits
+        self._candidate_view["p"] = 0.0
+        self._candidate_view["id"] = self._token_ids
+        return llama_cpp.llama_token_data_array(
+            data=self._candidate_buffer, size=self.n_vocab, selected=-1, sorted=False
+        )
+
+    @staticmethod
+    def _grammar_allows(grammar, token: int) -> bool:
+        single = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+        candidates = llama_cpp.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
+        llama_cpp.llama_sampler_apply(grammar, ctypes.byref(candidates))
+        return single[0].logit != float("-inf")
 
     @staticmethod
     def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
@@ -618,9 +656,7 @@ class Engine:
         slot = self._slots[seq.slot]
         slot.busy = False
         slot.last_used = time.monotonic()
-        if seq.sampler is not None:
-            llama_cpp.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        self._free_sampler(seq)
         if self._active:
             self._park(slot)  # the sequences still decoding should not attend over it
 
