@@ -365,10 +365,11 @@ class _Decoding:
             self.saved = error
 
     def mismatch(self, value: Any, go_type: str, struct: str, path: tuple[str, ...]) -> None:
-        self.save(_TypeMismatch(_json_kind(value), go_type, struct, ".".join(path)))
+        self.save(_TypeMismatch(json_kind(value), go_type, struct, ".".join(path)))
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How Go's errors name a JSON value's kind."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, str):
@@ -496,7 +497,7 @@ class _Unmarshaler(GoType):
 
     def decode(self, value, state, struct, path):
         if not isinstance(value, dict):
-            raise _Immediate(_TypeMismatch(_json_kind(value), self.go_type, struct, ".".join(path)))
+            raise _Immediate(_TypeMismatch(json_kind(value), self.go_type, struct, ".".join(path)))
         inner_state = _Decoding()
         decoded = self.inner.decode(value, inner_state, self.inner.name, ())
         error = inner_state.saved
@@ -553,7 +554,7 @@ def decode_request(document: Any, struct: GoStruct) -> dict[str, Any]:
         return {}
     state = _Decoding()
     if not isinstance(document, dict):
-        raise ApiError(400, _TypeMismatch(_json_kind(document), struct.go_type).message())
+        raise ApiError(400, _TypeMismatch(json_kind(document), struct.go_type).message())
     try:
         decoded = struct.decode(document, state, struct.name, ())
     except _Immediate as exc:
@@ -629,7 +630,7 @@ def _arguments(value: Any) -> dict:
     """Tool call arguments: a JSON object, key order kept."""
     if isinstance(value, dict):
         return value
-    raise ValueError(_TypeMismatch(_json_kind(value), "map[string]interface {}").message())
+    raise ValueError(_TypeMismatch(json_kind(value), "map[string]interface {}").message())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from herd.rest.ollama.parsing import (
     _Slice,
     decode_request,
     go_json_syntax_error,
+    json_kind,
 )
 from herd.rest.openai.parsing import FLOAT64
 from herd.rest.openai.translate import (
@@ -126,23 +127,12 @@ _WEB_SEARCH_CALL = GoStruct(
 )
 
 
-def _json_kind(value: Any) -> str:
-    """How Go's errors name a JSON value's kind."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, (int, float)):
-        return "number"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _raw_items(value: Any, what: str) -> list:
     """A JSON array kept as raw items, or Go's ``<what> must be a string or array: ...``."""
     if not isinstance(value, list):
         raise ValueError(
             f"{what} must be a string or array: "
-            f"json: cannot unmarshal {_json_kind(value)} into Go value of type {_RAW_ITEMS}"
+            f"json: cannot unmarshal {json_kind(value)} into Go value of type {_RAW_ITEMS}"
         )
     return value
 
@@ -323,7 +313,7 @@ def _parse_arguments(text: str) -> dict:
         raise ApiError(
             400,
             "failed to parse function call arguments: "
-            f"json: cannot unmarshal {_json_kind(value)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {json_kind(value)} into Go value of type map[string]interface {{}}",
         )
     return value
 

@@ -14,12 +14,12 @@ import re
 import grpc
 import openai
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from herd.rest.errors import ApiError
 from herd.rest.openai import responses
 from herd.v1 import common_pb2, inference_pb2
 from tests.fake_core import Abort, FakeCore, gateway, run
+from tests.unit.test_openai_translate import piece
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PNG_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
@@ -281,22 +281,8 @@ def test_zstd_bodies_are_refused_in_words():
 
 # --- responses -------------------------------------------------------------------------------------
 
-CREATED = Timestamp(seconds=1_700_000_000, nanos=5)
 METRICS = common_pb2.Metrics(prompt_eval_count=11, eval_count=4)
 CALL = common_pb2.ToolCall(id="call_core0001", index=0, name="get_weather", arguments_json='{"city": "Paris"}')
-
-
-def piece(content="", thinking="", tool_calls=(), done=False, reason=0, metrics=None):
-    message = inference_pb2.ChatResponse(
-        model="smollm2:135m",
-        created_at=CREATED,
-        message=inference_pb2.Message(role="assistant", content=content, thinking=thinking, tool_calls=list(tool_calls)),
-        done=done,
-        done_reason=reason,
-    )
-    if metrics is not None:
-        message.metrics.CopyFrom(metrics)
-    return message
 
 
 def final(**fields):
