@@ -17,7 +17,7 @@ from typing import AsyncIterator, Awaitable, Callable
 
 import structlog
 
-from herd.core.errors import RunnerFailed
+from herd.core.errors import RunnerFailed, ServerBusy
 from herd.core.options import RunnerOptions
 from herd.core.runner.process import Runner, RunnerSpec
 from herd.core.settings import DEFAULT_MAX_LOADED_MODELS, DEFAULT_NUM_CTX, CoreSettings
@@ -108,6 +108,7 @@ class Scheduler:
         self._max_loaded = settings.max_loaded_models or DEFAULT_MAX_LOADED_MODELS
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._acquiring = 0  # requests waiting for a model to be loaded or reloaded
 
     def runner_spec(self, model: StoredModel, options: RunnerOptions) -> RunnerSpec:
         num_ctx = options.num_ctx or self._settings.context_length or DEFAULT_NUM_CTX
@@ -122,12 +123,30 @@ class Scheduler:
 
     @asynccontextmanager
     async def lease(self, model: StoredModel, options: RunnerOptions, keep_alive_ns: int | None) -> AsyncIterator[tuple[LoadedModel, int]]:
-        """Holds a loaded runner for ``model``; yields it with the nanoseconds spent loading."""
-        loaded, load_ns = await self._acquire(model, options, keep_alive_ns)
+        """Holds a loaded runner for ``model``; yields it with the nanoseconds spent loading.
+
+        Raises ServerBusy when this request would wait for a slot while ``max_queue`` others already wait.
+        """
+        if self._would_queue(model) and self.queued() >= self._settings.max_queue:
+            raise ServerBusy()
+        self._acquiring += 1
+        try:
+            loaded, load_ns = await self._acquire(model, options, keep_alive_ns)
+        finally:
+            self._acquiring -= 1
         try:
             yield loaded, load_ns
         finally:
             self._release(loaded)
+
+    def _would_queue(self, model: StoredModel) -> bool:
+        loaded = self._loaded.get(model.short_name)
+        return loaded is not None and loaded.leases >= max(1, loaded.runner.info.n_parallel)
+
+    def queued(self) -> int:
+        """Requests that wait: for a load, or for one of their runner's slots (the runner queues them)."""
+        waiting_for_slots = sum(max(0, m.leases - max(1, m.runner.info.n_parallel)) for m in self._loaded.values())
+        return self._acquiring + waiting_for_slots
 
     async def load(self, model: StoredModel, options: RunnerOptions, keep_alive_ns: int | None) -> int:
         """Loads ``model`` (if needed) and starts its keep-alive; returns the load time in ns."""

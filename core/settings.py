@@ -13,6 +13,7 @@ DEFAULT_NUM_CTX = 4096
 DEFAULT_LOAD_TIMEOUT_NS = 5 * 60 * 1_000_000_000
 # As Ollama on a CPU: three models at once when OLLAMA_MAX_LOADED_MODELS is 0 or unset.
 DEFAULT_MAX_LOADED_MODELS = 3
+DEFAULT_MAX_QUEUE = 512  # as Ollama's OLLAMA_MAX_QUEUE
 # Orphaned blobs younger than this may belong to a create or pull still in progress.
 PRUNE_GRACE_S = 3600
 # Shortest time between two streamed messages of one request (0: one message per token).
@@ -40,6 +41,7 @@ class CoreSettings:
     import_bundled: bool = True
     prune: bool = True  # OLLAMA_NOPRUNE turns it off
     max_loaded_models: int = 0  # 0: DEFAULT_MAX_LOADED_MODELS
+    max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a runner or a slot, beyond which 503
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "CoreSettings":
@@ -62,6 +64,8 @@ class CoreSettings:
             values["prune"] = False
         if loaded := _env(environ, "OLLAMA_MAX_LOADED_MODELS"):
             values["max_loaded_models"] = max(0, int(loaded))
+        if queue := _env(environ, "OLLAMA_MAX_QUEUE"):
+            values["max_queue"] = max(0, int(queue))
         if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
             values["import_bundled"] = False
         return cls(**values)

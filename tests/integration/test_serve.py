@@ -92,3 +92,34 @@ def test_a_crashed_runner_fails_its_stream_in_band_and_is_reloaded(server):
     assert lines[-1] == '{"error":"llama runner process no longer running"}'
     again = httpx.post(server.base_url + "/api/generate", json={**body, "stream": False, "options": {"num_predict": 3}}, timeout=120)
     assert again.status_code == 200 and again.json()["eval_count"] == 3
+
+
+def test_a_burst_beyond_the_queue_gets_fast_503s_and_the_rest_are_served(tmp_path):
+    import asyncio
+
+    server = start_server(tmp_path, OLLAMA_NUM_PARALLEL="1", OLLAMA_MAX_QUEUE="2")
+    body = {"model": CHAT_MODEL, "prompt": "Tell me a story.", "stream": False,
+            "options": {"temperature": 0, "num_predict": 32}}
+
+    async def burst() -> list[tuple[int, dict, float]]:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
+            async def one(delay: float) -> tuple[int, dict, float]:
+                await asyncio.sleep(delay)  # in order: the first holds the slot, the next two queue
+                started = time.monotonic()
+                reply = await client.post("/api/generate", json=body)
+                return reply.status_code, reply.json(), time.monotonic() - started
+
+            return await asyncio.gather(*(one(0.05 * i) for i in range(8)))
+
+    try:
+        assert httpx.post(server.base_url + "/api/generate", json=body, timeout=120).status_code == 200  # loaded
+        results = asyncio.run(burst())
+        served = [body for status, body, _ in results if status == 200]
+        refused = [(body, seconds) for status, body, seconds in results if status == 503]
+        assert len(served) >= 3 and len(served) + len(refused) == 8 and refused
+        assert all(body["response"] for body in served)
+        for body, seconds in refused:
+            assert body == {"error": "server busy, please try again.  maximum pending requests exceeded"}
+            assert seconds < 1.0
+    finally:
+        stop_server(server)

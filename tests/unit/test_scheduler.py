@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from herd.core.errors import ServerBusy
 from herd.core.options import resolve
 from herd.core.scheduler import Scheduler
 from herd.core.settings import CoreSettings
@@ -187,3 +189,29 @@ async def test_a_load_waits_for_a_busy_model_to_finish_before_evicting_it():
     await asyncio.gather(busy(), newcomer())
     assert order == ["a done", "b loaded"]
     assert [m.model.short_name for m in sched.running()] == ["b:latest"]
+
+
+@pytest.mark.anyio
+async def test_requests_beyond_the_slots_and_the_queue_are_refused_at_once():
+    sched, _ = scheduler(max_queue=2)
+    model = FakeModel()
+    async with contextlib.AsyncExitStack() as held:
+        # The fake runner has one slot: the first lease runs, the next two wait in its queue.
+        for _ in range(3):
+            await held.enter_async_context(sched.lease(model, runner_opts(), None))
+        assert sched.queued() == 2
+        with pytest.raises(ServerBusy):
+            async with sched.lease(model, runner_opts(), None):
+                pass
+    assert sched.queued() == 0
+    async with sched.lease(model, runner_opts(), None):
+        pass
+
+
+@pytest.mark.anyio
+async def test_a_queue_of_zero_still_runs_what_fits_in_the_slots():
+    sched, _ = scheduler(max_queue=0)
+    async with sched.lease(FakeModel(), runner_opts(), None):
+        with pytest.raises(ServerBusy):
+            async with sched.lease(FakeModel(), runner_opts(), None):
+                pass
