@@ -37,26 +37,26 @@ def _not_found(model: str) -> str:
     return f"model '{model}' not found"
 
 
+async def _complete(request: Request, call, rpc_method, completion_id: str, stream_type, aggregate) -> HTTPResponse | None:
+    """Chat and text completions alike: SSE events when streaming, else one aggregated object."""
+    not_found = _not_found(call.request.model)
+    rpc = rpc_method(call.request, metadata=_metadata(request))
+    if call.stream:
+        stream = stream_type(completion_id, call.include_usage)
+        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
+    return json_response(aggregate(await drain(rpc, not_found), completion_id))
+
+
 async def chat_completions(request: Request) -> HTTPResponse | None:
     call = translate.chat_request(parse_body(request.body))
-    completion_id = translate.chat_completion_id()
-    not_found = _not_found(call.request.model)
-    rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
-    if call.stream:
-        stream = translate.ChatStream(completion_id, call.include_usage)
-        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
-    return json_response(translate.chat_completion(await drain(rpc, not_found), completion_id))
+    return await _complete(request, call, request.app.ctx.inference.Chat, translate.chat_completion_id(),
+                           translate.ChatStream, translate.chat_completion)
 
 
 async def completions(request: Request) -> HTTPResponse | None:
     call = translate.completion_request(parse_body(request.body))
-    completion_id = translate.completion_id()
-    not_found = _not_found(call.request.model)
-    rpc = request.app.ctx.inference.Generate(call.request, metadata=_metadata(request))
-    if call.stream:
-        stream = translate.CompletionStream(completion_id, call.include_usage)
-        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
-    return json_response(translate.completion(await drain(rpc, not_found), completion_id))
+    return await _complete(request, call, request.app.ctx.inference.Generate, translate.completion_id(),
+                           translate.CompletionStream, translate.completion)
 
 
 async def responses(request: Request) -> HTTPResponse | None:
