@@ -131,13 +131,8 @@ class GenerateParams:
             template=pb.template if pb.HasField("template") else None,
             context=list(pb.context),
             raw=pb.raw,
-            format=pb.format,
-            think=think_from_pb(pb),
-            top_logprobs=top_logprobs_from_pb(pb),
             images=list(pb.images),
-            keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
-            options=pb.options,
-            request_id=request_id,
+            **_generation_fields(pb, request_id),
         )
 
 
@@ -159,12 +154,7 @@ class ChatParams:
             model=pb.model,
             messages=messages_from_pb(pb.messages),
             tools=tools_from_pb(pb.tools),
-            format=pb.format,
-            think=think_from_pb(pb),
-            top_logprobs=top_logprobs_from_pb(pb),
-            keep_alive_ns=pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
-            options=pb.options,
-            request_id=request_id,
+            **_generation_fields(pb, request_id),
         )
 
 
@@ -204,6 +194,18 @@ class Embeddings:
             embeddings=[inference_pb2.Embedding(values=v) for v in self.vectors],
             metrics=self.metrics.to_pb(),
         )
+
+
+def _generation_fields(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest, request_id: str) -> dict:
+    """What GenerateParams and ChatParams read alike from their requests."""
+    return {
+        "format": pb.format,
+        "think": think_from_pb(pb),
+        "top_logprobs": top_logprobs_from_pb(pb),
+        "keep_alive_ns": pb.keep_alive_ns if pb.HasField("keep_alive_ns") else None,
+        "options": pb.options,
+        "request_id": request_id,
+    }
 
 
 def think_from_pb(pb: inference_pb2.GenerateRequest | inference_pb2.ChatRequest) -> str | None:
@@ -301,19 +303,6 @@ async def _split_tool_calls(chunks: AsyncIterator[Chunk], parser: ToolCallParser
             text += parser.finish()
         if text or calls or chunk.logprobs or chunk.done:
             yield replace(chunk, text=text, tool_calls=calls)
-
-
-def _public_logprobs(entries) -> list[common_pb2.TokenLogprob]:
-    """The runner's log probabilities in the public message."""
-    return [
-        common_pb2.TokenLogprob(
-            token=entry.token,
-            logprob=entry.logprob,
-            bytes=entry.bytes,
-            top_logprobs=_public_logprobs(entry.top_logprobs),
-        )
-        for entry in entries
-    ]
 
 
 def normalize(vector: list[float]) -> list[float]:
@@ -438,10 +427,10 @@ class Inference:
         async with self.scheduler.lease(model, opts.runner, keep_alive_ns) as (loaded, load_ns):
             async for message in loaded.runner.generate(request, request_id):
                 if not message.done:
-                    yield Chunk(text=message.text, logprobs=_public_logprobs(message.logprobs))
+                    yield Chunk(text=message.text, logprobs=list(message.logprobs))
                     continue
                 if message.text or message.logprobs:
-                    yield Chunk(text=message.text, logprobs=_public_logprobs(message.logprobs))
+                    yield Chunk(text=message.text, logprobs=list(message.logprobs))
                 metrics = Metrics(
                     total_duration_ns=time.perf_counter_ns() - started,
                     load_duration_ns=load_ns,

@@ -13,11 +13,11 @@ import time
 import grpc
 import structlog
 from sanic import Request, Sanic
-from sanic.exceptions import MethodNotAllowed, NotFound, SanicException
+from sanic.exceptions import MethodNotAllowed, NotFound
 from sanic.response import HTTPResponse
 
 from herd.logs import configure_logging
-from herd.rest.errors import ApiError, error_response, json_response
+from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
 from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
 from herd.rest.openai.routes import openai_error_response
@@ -115,20 +115,6 @@ def _method_not_allowed(request: Request, exception: Exception) -> HTTPResponse:
     return HTTPResponse("405 method not allowed", status=405, content_type=_GO_TEXT)
 
 
-def _api_error(request: Request, exception: ApiError) -> HTTPResponse:
-    return error_response(exception)
-
-
-def _sanic_error(request: Request, exception: SanicException) -> HTTPResponse:
-    # Sanic's own refusals (body too large, request timeout) carry plain, path-free messages.
-    return error_response(ApiError(exception.status_code, str(exception)))
-
-
-def _unexpected_error(request: Request, exception: Exception) -> HTTPResponse:
-    log.exception("request_failed", path=request.path, exc_info=exception)
-    return error_response(ApiError(500, "internal server error"))
-
-
 def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = None) -> Sanic:
     """The gateway app. Without ``channel`` it dials ``settings.core_address`` when it starts."""
     app = Sanic(APP_NAME, configure_logging=False, strict_slashes=True)
@@ -146,9 +132,8 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
 
     app.error_handler.add(NotFound, _page_not_found)
     app.error_handler.add(MethodNotAllowed, _method_not_allowed)
-    app.error_handler.add(ApiError, _api_error)
-    app.error_handler.add(SanicException, _sanic_error)
-    app.error_handler.add(Exception, _unexpected_error)
+    for exception_type, handler in exception_handlers(error_response):
+        app.error_handler.add(exception_type, handler)
 
     async def root(request: Request) -> HTTPResponse:
         return HTTPResponse("Ollama is running", content_type=_UTF8_TEXT)

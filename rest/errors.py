@@ -9,9 +9,11 @@ core get a fixed message instead, so transport noise never reaches a client.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import grpc
 import structlog
+from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
 log = structlog.get_logger(__name__)
@@ -92,3 +94,23 @@ def json_response(obj: object, status: int = 200, headers: dict[str, str] | None
 def error_response(error: ApiError) -> HTTPResponse:
     """Ollama's error body ``{"error": "..."}``."""
     return json_response({"error": error.message}, status=error.status)
+
+
+def exception_handlers(respond: Callable[[ApiError], HTTPResponse]) -> list[tuple[type[Exception], Callable]]:
+    """The handlers every dialect needs, answering in the body ``respond`` writes.
+
+    An ApiError as it is; Sanic's own refusals (body too large, request timeout) with their status
+    and their plain, path-free message; anything unexpected as a 500 whose details stay in the log.
+    """
+
+    def api_error(request, exception: ApiError) -> HTTPResponse:
+        return respond(exception)
+
+    def sanic_error(request, exception: SanicException) -> HTTPResponse:
+        return respond(ApiError(exception.status_code, str(exception)))
+
+    def unexpected_error(request, exception: Exception) -> HTTPResponse:
+        log.exception("request_failed", path=request.path, exc_info=exception)
+        return respond(ApiError(500, "internal server error"))
+
+    return [(ApiError, api_error), (SanicException, sanic_error), (Exception, unexpected_error)]

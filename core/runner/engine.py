@@ -264,10 +264,9 @@ class Engine:
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)
-        # One candidate buffer serves every grammar-constrained pick (the engine thread samples one at a time).
-        self._candidate_buffer = (llama_cpp.llama_token_data * self.n_vocab)()
-        self._candidate_view = np.ctypeslib.as_array(self._candidate_buffer)
-        self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
+        # One candidate buffer serves every grammar-constrained pick (the engine thread samples one
+        # at a time); made on the first, as most runners never see a grammar.
+        self._candidate_buffer = None
         log.info(
             "engine_loaded",
             n_ctx=self.n_ctx_seq,
@@ -568,6 +567,10 @@ class Engine:
 
     def _candidates(self, index: int) -> llama_cpp.llama_token_data_array:
         """Every token with its logit at output ``index``, in the engine's one reusable buffer."""
+        if self._candidate_buffer is None:
+            self._candidate_buffer = (llama_cpp.llama_token_data * self.n_vocab)()
+            self._candidate_view = np.ctypeslib.as_array(self._candidate_buffer)
+            self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
         self._candidate_view["logit"] = logits
         self._candidate_view["p"] = 0.0

@@ -32,6 +32,7 @@ from herd.core.runner.engine import (
 )
 from herd.logs import configure_logging, request_id_from_metadata
 from herd.runner.v1 import runner_pb2, runner_pb2_grpc
+from herd.v1 import common_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +112,8 @@ class Mailbox:
             return text, logprobs, self._result, self._error
 
 
-def _logprob_pb(entry: TokenLogprob) -> runner_pb2.TokenLogprob:
-    return runner_pb2.TokenLogprob(
+def _logprob_pb(entry: TokenLogprob) -> common_pb2.TokenLogprob:
+    return common_pb2.TokenLogprob(
         token=entry.token,
         logprob=entry.logprob,
         bytes=entry.bytes,

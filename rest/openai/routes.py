@@ -7,12 +7,10 @@ status of herd's one table (``herd.rest.errors``); this blueprint's exception ha
 
 from __future__ import annotations
 
-import structlog
 from sanic import Blueprint, Request
-from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
-from herd.rest.errors import ApiError, json_response
+from herd.rest.errors import ApiError, exception_handlers, json_response
 from herd.rest.ollama.translate import embed_not_found, show_not_found
 from herd.rest.openai import responses as responses_api
 from herd.rest.openai import translate
@@ -20,8 +18,6 @@ from herd.rest.openai.parsing import parse_body
 from herd.rest.request_id import grpc_metadata
 from herd.rest.streaming import drain, stream_sse, unary
 from herd.v1 import models_pb2
-
-log = structlog.get_logger(__name__)
 
 
 def openai_error_response(error: ApiError) -> HTTPResponse:
@@ -95,20 +91,6 @@ async def retrieve_model(request: Request, model: str) -> HTTPResponse:
     return json_response(translate.model_object(shown, model))
 
 
-def _api_error(request: Request, exception: ApiError) -> HTTPResponse:
-    return openai_error_response(exception)
-
-
-def _sanic_error(request: Request, exception: SanicException) -> HTTPResponse:
-    # Sanic's own refusals (body too large, request timeout) carry plain, path-free messages.
-    return openai_error_response(ApiError(exception.status_code, str(exception)))
-
-
-def _unexpected_error(request: Request, exception: Exception) -> HTTPResponse:
-    log.exception("request_failed", path=request.path, exc_info=exception)
-    return openai_error_response(ApiError(500, "internal server error"))
-
-
 def create_blueprint() -> Blueprint:
     """The /v1 routes, on a fresh blueprint for each app; its errors in OpenAI's shape."""
     blueprint = Blueprint("openai")
@@ -119,7 +101,6 @@ def create_blueprint() -> Blueprint:
     blueprint.add_route(list_models, "/v1/models", methods=["GET"])
     # One path segment, percent-decoded as gin's router decodes it (clients may send ":" as %3A).
     blueprint.add_route(retrieve_model, "/v1/models/<model>", methods=["GET"], unquote=True)
-    blueprint.exception(ApiError)(_api_error)
-    blueprint.exception(SanicException)(_sanic_error)
-    blueprint.exception(Exception)(_unexpected_error)
+    for exception_type, handler in exception_handlers(openai_error_response):
+        blueprint.exception(exception_type)(handler)
     return blueprint

@@ -75,8 +75,8 @@ def test_format_json_gives_a_json_object(client):
 def test_a_pydantic_schema_with_refs_round_trips(client):
     reply = client.chat(CHAT_MODEL, messages=[{"role": "user", "content": "Plan a trip to Italy."}],
                         format=Trip.model_json_schema(), options={"temperature": 0.7, "seed": 2, "num_predict": 400})
-    trip = Trip.model_validate_json(reply.message.content)
-    assert 1 <= len(trip.cities) <= 3
+    Trip.model_validate_json(reply.message.content)  # raises unless every field and bound holds
+    assert reply.done_reason == "stop"  # the grammar closed the object; num_predict did not cut it
 
 
 def test_an_unsupported_schema_is_a_400_not_an_unconstrained_answer(server):
@@ -105,8 +105,8 @@ def test_the_openai_sdks_parse_helper_gets_its_pydantic_object(oai):
         model=CHAT_MODEL, messages=[{"role": "user", "content": "Plan a trip to Spain."}], response_format=Trip,
         max_tokens=400, seed=11,
     )
-    trip = completion.choices[0].message.parsed
-    assert isinstance(trip, Trip) and 1 <= trip.nights <= 30
+    assert isinstance(completion.choices[0].message.parsed, Trip)
+    assert completion.choices[0].finish_reason == "stop"
 
 
 def test_openai_unsupported_schema_is_a_bad_request(oai):
