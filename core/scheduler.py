@@ -26,8 +26,10 @@ from herd.core.store.store import StoredModel
 log = structlog.get_logger(__name__)
 
 RunnerFactory = Callable[[RunnerSpec], Awaitable[Runner]]
-# Concurrent sequences per runner when OLLAMA_NUM_PARALLEL is not set.
-DEFAULT_NUM_PARALLEL = 4
+# Concurrent sequences per runner when OLLAMA_NUM_PARALLEL is not set: as many as a KV cache of
+# an eighth of the machine's memory holds, halving from the most down to one.
+MAX_DEFAULT_NUM_PARALLEL = 16
+KV_SHARE_OF_MEMORY = 8
 
 
 def kv_cache_bytes(model: StoredModel, n_ctx: int) -> int:
@@ -42,6 +44,25 @@ def kv_cache_bytes(model: StoredModel, n_ctx: int) -> int:
         kv_heads = sum(kv_heads) / max(1, len(kv_heads))
     head_dim = info.architecture_value("attention.key_length") or (info.architecture_value("embedding_length") or 0) // heads
     return int(2 * layers * kv_heads * head_dim * 2 * n_ctx)
+
+
+def total_memory_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def default_num_parallel(model: StoredModel, num_ctx: int, total_memory: int | None = None) -> int:
+    """Slots for ``model`` at ``num_ctx`` tokens each when OLLAMA_NUM_PARALLEL is not set.
+
+    Idle slots cost no compute (batching only spends on sequences that run), only KV memory, so
+    small models get many. The machine's total memory, not what is free at this moment, keeps the
+    choice the same from one request to the next; a different one would reload the runner.
+    """
+    budget = (total_memory or total_memory_bytes()) // KV_SHARE_OF_MEMORY
+    per_slot = max(1, kv_cache_bytes(model, num_ctx))
+    parallel = MAX_DEFAULT_NUM_PARALLEL
+    while parallel > 1 and parallel * per_slot > budget:
+        parallel //= 2
+    return parallel
 
 
 def estimate_bytes(model: StoredModel, spec: RunnerSpec) -> int:
@@ -100,11 +121,13 @@ class Scheduler:
         settings: CoreSettings,
         memory_available: Callable[[], int] = available_memory_bytes,
         estimate: Callable[[StoredModel, RunnerSpec], int] = estimate_bytes,
+        choose_parallel: Callable[[StoredModel, int], int] = default_num_parallel,
     ):
         self._start_runner = runner_factory
         self._settings = settings
         self._memory_available = memory_available
         self._estimate = estimate
+        self._choose_parallel = choose_parallel
         self._max_loaded = settings.max_loaded_models or DEFAULT_MAX_LOADED_MODELS
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -117,7 +140,7 @@ class Scheduler:
         return RunnerSpec(
             model_path=model.model_path,
             options=replace(options, num_ctx=num_ctx),
-            n_parallel=self._settings.num_parallel or DEFAULT_NUM_PARALLEL,
+            n_parallel=self._settings.num_parallel or self._choose_parallel(model, num_ctx),
             adapter_paths=tuple(model.adapter_paths),
         )
 

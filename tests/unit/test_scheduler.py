@@ -54,7 +54,7 @@ def scheduler(memory: int = 64 * GIB, need: int = GIB, **settings) -> tuple[Sche
     """A scheduler whose machine has ``memory`` free and whose models each need ``need``."""
     factory = Factory()
     return Scheduler(factory, CoreSettings(**settings), memory_available=lambda: memory,
-                     estimate=lambda model, spec: need), factory
+                     estimate=lambda model, spec: need, choose_parallel=lambda model, num_ctx: 4), factory
 
 
 def runner_opts(**options):
@@ -215,3 +215,50 @@ async def test_a_queue_of_zero_still_runs_what_fits_in_the_slots():
         with pytest.raises(ServerBusy):
             async with sched.lease(FakeModel(), runner_opts(), None):
                 pass
+
+
+@dataclass
+class FakeGGUF:
+    values: dict
+
+    def architecture_value(self, key: str):
+        return self.values.get(key)
+
+
+@dataclass
+class ModelWithShape(FakeModel):
+    shape: dict = field(default_factory=dict)
+
+    def gguf(self) -> FakeGGUF:
+        return FakeGGUF(self.shape)
+
+
+SMOLLM2_SHAPE = {"block_count": 30, "attention.head_count": 9, "attention.head_count_kv": 3, "embedding_length": 576}
+LLAMA3_8B_SHAPE = {"block_count": 32, "attention.head_count": 32, "attention.head_count_kv": 8, "embedding_length": 4096}
+
+
+@pytest.mark.parametrize(
+    ("shape", "memory", "expected"),
+    [
+        (SMOLLM2_SHAPE, 24 * GIB, 16),  # 94 MB of KV per 4096-token slot
+        (SMOLLM2_SHAPE, 2 * GIB, 2),
+        (LLAMA3_8B_SHAPE, 24 * GIB, 4),  # 537 MB per slot: four fit in a 3 GiB share
+        (LLAMA3_8B_SHAPE, 4 * GIB, 1),
+    ],
+)
+def test_default_num_parallel_follows_the_kv_cache_a_slot_needs_and_the_machine_memory(shape, memory, expected):
+    from herd.core.scheduler import default_num_parallel
+
+    assert default_num_parallel(ModelWithShape(shape=shape), 4096, total_memory=memory) == expected
+
+
+@pytest.mark.anyio
+async def test_ollama_num_parallel_overrides_the_chosen_default():
+    sched, factory = scheduler(num_parallel=2)
+    async with sched.lease(FakeModel(), runner_opts(), None):
+        pass
+    assert factory.started[0].spec.n_parallel == 2
+    default, factory = scheduler()
+    async with default.lease(FakeModel(), runner_opts(), None):
+        pass
+    assert factory.started[0].spec.n_parallel == 4  # what the test's chooser says
