@@ -66,7 +66,8 @@ class ImageEmbedding:
     _finalizer: weakref.finalize | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._finalizer = weakref.finalize(self, mtmd_cpp.mtmd_input_chunk_free, self.chunk)
+        if self.chunk:
+            self._finalizer = weakref.finalize(self, mtmd_cpp.mtmd_input_chunk_free, self.chunk)
 
     @property
     def end(self) -> int:
@@ -74,7 +75,8 @@ class ImageEmbedding:
 
     def free(self) -> None:
         """Lets go of the preprocessed image once its embeddings are in the KV cache."""
-        self._finalizer()
+        if self._finalizer is not None:
+            self._finalizer()
 
 
 class Projector:
@@ -88,7 +90,6 @@ class Projector:
         params.use_gpu = use_gpu
         params.n_threads = n_threads
         params.print_timings = False
-        params.warmup = False
         ctx = mtmd_cpp.mtmd_init_from_file(path.encode(), model, params)
         if not ctx:
             raise ImageError("unable to load the vision projector")
@@ -133,8 +134,10 @@ class Projector:
                 tokens = mtmd_cpp.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
                 pieces.append(list(tokens[: count.value]))
             elif kind == mtmd_cpp.MTMD_INPUT_CHUNK_TYPE_IMAGE:
-                n_pos = mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk)
-                pieces.append(ImageEmbedding(chunk=mtmd_cpp.mtmd_input_chunk_copy(chunk), n_pos=n_pos, token=token))
+                owned = mtmd_cpp.mtmd_input_chunk_copy(chunk)
+                if not owned:
+                    raise ImageError("failed to process image")
+                pieces.append(ImageEmbedding(owned, mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk), token))
             else:
                 raise ImageError(IMAGE_UNREADABLE)
         return pieces
