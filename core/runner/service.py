@@ -45,7 +45,7 @@ def sampling_from_pb(pb: runner_pb2.Sampling) -> SamplingParams:
 
 
 def fit_prompt(
-    tokens: list[int], n_ctx: int, num_keep: int = 4, images: list[ImageEmbedding] = ()
+    tokens: list[int], n_ctx: int, num_keep: int = 4, images: list[ImageEmbedding] | None = None
 ) -> tuple[list[int], list[ImageEmbedding]]:
     """Cuts a prompt that would not leave room to generate, keeping its start and its end.
 
@@ -53,8 +53,9 @@ def fit_prompt(
     is kept from the end, so the model still sees the instructions and the latest turn. An
     image (its positions in ``tokens``) is kept or cut whole; the images kept are returned.
     """
+    images = images or []
     if len(tokens) < n_ctx:
-        return tokens, list(images)
+        return tokens, images
     keep_head = min(num_keep, n_ctx // 4)
     cut_start, cut_end = keep_head, len(tokens) - (n_ctx // 2 - keep_head)
     for image in images:
@@ -176,7 +177,7 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         mailbox = Mailbox(asyncio.get_running_loop())
         try:
             tokens, images = await self._prompt(request)
-        except (ImageError, ValueError) as exc:
+        except ValueError as exc:  # an image that cannot be used, or a context or offsets that do not fit
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not tokens:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty")
@@ -248,6 +249,9 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         """The prompt's tokens, each image's positions holding its pseudo-token, and the images."""
         engine = self.engine
         tokens = list(request.prefix_tokens)
+        # An image's positions hold negative pseudo-tokens: a context must not pose as one.
+        if any(not 0 <= token < engine.n_vocab for token in tokens):
+            raise ValueError("context holds an invalid token")
         add_bos = request.add_bos and engine.add_bos
         if not request.images:
             return tokens + engine.tokenize(request.prompt, add_bos), []

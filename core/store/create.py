@@ -177,6 +177,16 @@ def _stored_blob(store: ModelStore, digest: str) -> Path:
     return path
 
 
+def _uploaded_gguf(store: ModelStore, digest: str, progress: Progress) -> tuple[Path, GGUFInfo]:
+    """An uploaded blob and its GGUF header; CreateError when it is missing or no GGUF."""
+    path = _stored_blob(store, digest)
+    progress("parsing GGUF", "")
+    try:
+        return path, read_gguf(path)
+    except GGUFError:
+        raise CreateError("supplied file was not in GGUF format") from None
+
+
 def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:
     _check_file_names(files)
     ggufs = [(f, d) for f, d in files.items() if f.lower().endswith(".gguf")]
@@ -190,12 +200,7 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
     layers: list[Layer] = []
     model_path = None
     for _, digest in sorted(ggufs):
-        path = _stored_blob(store, digest)
-        progress("parsing GGUF", "")
-        try:
-            info = read_gguf(path)
-        except GGUFError:
-            raise CreateError("supplied file was not in GGUF format") from None
+        path, info = _uploaded_gguf(store, digest, progress)
         if is_projector(info):
             media_type = MEDIA_TYPE_PROJECTOR
         elif model_path is None:
@@ -232,12 +237,7 @@ def _adapter_layer(store: ModelStore, adapters: dict[str, str], model_path: Path
         raise CreateError("only GGUF adapters are supported: convert the adapter to GGUF first")
     if not filename.lower().endswith(".gguf"):
         raise CreateError("unknown type")
-    path = _stored_blob(store, digest)
-    progress("parsing GGUF", "")
-    try:
-        adapter = read_gguf(path)
-    except GGUFError:
-        raise CreateError("supplied file was not in GGUF format") from None
+    path, adapter = _uploaded_gguf(store, digest, progress)
     if adapter.metadata.get("general.type") != "adapter" or adapter.metadata.get("adapter.type") != "lora":
         raise CreateError("the adapter file is not a LoRA adapter")
     if model_path is None:

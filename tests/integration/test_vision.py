@@ -72,6 +72,20 @@ def test_create_takes_the_projector_and_show_reports_it(client, server, vision):
     assert "projector_info" not in httpx.post(server.base_url + "/api/show", json={"model": CHAT_MODEL}).json()
 
 
+def test_herd_create_takes_a_projector_from_a_second_from_line(server, tmp_path):
+    from tests.integration.test_cli import herd
+
+    (tmp_path / "smollm2.gguf").symlink_to(locate_smollm2())
+    write_mmproj(locate_smollm2(), tmp_path / "mmproj.gguf")
+    (tmp_path / "Modelfile").write_text("FROM ./smollm2.gguf\nFROM ./mmproj.gguf\n")
+    created = herd(server, "create", "cli-vision", "-f", str(tmp_path / "Modelfile"))
+    assert created.returncode == 0, created.stderr
+    manifest = json.loads((server.models_dir / "manifests/registry.ollama.ai/library/cli-vision/latest").read_text())
+    kinds = [layer["mediaType"].rsplit(".", 1)[1] for layer in manifest["layers"]]
+    assert kinds[:2] == ["projector", "model"]
+    assert herd(server, "rm", "cli-vision").returncode == 0
+
+
 def test_generate_reads_an_image_as_prompt_tokens(client, vision):
     unload(client)
     plain = client.generate(MODEL, QUESTION, options=GREEDY)
@@ -80,9 +94,12 @@ def test_generate_reads_an_image_as_prompt_tokens(client, vision):
     assert seen.done and seen.done_reason in ("stop", "length")
     assert seen.prompt_eval_count == plain.prompt_eval_count + IMAGE_TOKENS
     assert seen.eval_count > 0
-    # The context holds real tokens only: it can be sent back.
-    follow = client.generate(MODEL, "And now?", context=seen.context, options=GREEDY)
-    assert follow.done
+    # The context holds real tokens only: it can be sent back, and a forged one cannot pose as an image.
+    assert min(seen.context) >= 0
+    assert client.generate(MODEL, "And now?", context=seen.context, options=GREEDY).done
+    with pytest.raises(ollama.ResponseError) as forged:
+        client.generate(MODEL, "And now?", context=[1, -5, 2], options=GREEDY)
+    assert (forged.value.status_code, forged.value.error) == (400, "context holds an invalid token")
 
 
 def test_different_pictures_give_different_answers_and_the_cache_tells_them_apart(client, vision):
