@@ -21,6 +21,7 @@ from herd.core.options import ResolvedOptions, resolve
 from herd.core.scheduler import Scheduler
 from herd.core.store.store import StoredModel
 from herd.core.structured import JSON_GRAMMAR, UnsupportedSchema, grammar_for_schema
+from herd.core.templates.images import place_images, tag_images
 from herd.core.templates.values import Message, Tool, Values
 from herd.core.thinking import ThinkingParser, thinking_tags
 from herd.core.tools import ParsedCall, ToolCallParser, tool_call_tag
@@ -233,9 +234,17 @@ def _check_thinking(requested_name: str, capabilities: list[str], think: str | N
 def _check_vision(model: StoredModel, capabilities: list[str], has_images: bool) -> None:
     if has_images and "vision" not in capabilities:
         raise CapabilityMissing(f"{model.name} does not support vision")
-    if has_images:
-        # Serving images needs llama.cpp's multimodal (mtmd) path, which the runner does not drive yet.
-        raise CapabilityMissing(f"{model.name}: images are not supported by herd yet")
+    if has_images and not model.projector_paths:
+        # A vision encoder inside the weights file (Ollama's own engine's format) is beyond llama.cpp.
+        raise CapabilityMissing(f"{model.name} does not support vision: its vision encoder is not a projector layer")
+
+
+def prompt_images(prompt: str, images: list[bytes]) -> tuple[str, list[runner_pb2.PromptImage]]:
+    """The runner's prompt text and images from a rendered prompt with ``[img-N]`` tags."""
+    if not images:
+        return prompt, []
+    text, placed = place_images(prompt, len(images))
+    return text, [runner_pb2.PromptImage(data=images[image], offset=offset) for offset, image in placed]
 
 
 def grammar_for_format(format_text: str) -> str:
@@ -336,9 +345,11 @@ class Inference:
             prompt = p.prompt
         else:
             prompt = self._render_generate(model, p, thinking)
+        prompt, images = prompt_images(prompt, p.images)
         opts = resolve(model.params, p.options)
         request = runner_pb2.GenerateRequest(
             prompt=prompt,
+            images=images,
             prefix_tokens=p.context,
             num_predict=opts.num_predict,
             stop=opts.stop,
@@ -365,7 +376,8 @@ class Inference:
             messages.append(Message(Role="system", Content=system))
         if not p.context:
             messages.extend(Message.from_dict(m) for m in model.messages)
-        messages.append(Message(Role="user", Content=p.prompt))
+        messages.append(Message(Role="user", Content=p.prompt, Images=p.images))
+        messages, _ = tag_images(messages)
         return template.render(Values(messages=messages, **thinking.values()))
 
     # ------------------------------------------------------------------ chat
@@ -390,10 +402,13 @@ class Inference:
             messages.append(Message(Role="system", Content=model.system))
         messages.extend(Message.from_dict(m) for m in model.messages)
         messages.extend(p.messages)
+        messages, images = tag_images(messages)
         prompt = self.catalog.template(model).render(Values(messages=messages, tools=p.tools, **thinking.values()))
+        prompt, placed = prompt_images(prompt, images)
         opts = resolve(model.params, p.options)
         request = runner_pb2.GenerateRequest(
             prompt=prompt,
+            images=placed,
             num_predict=opts.num_predict,
             stop=opts.stop,
             sampling=_sampling_pb(opts),

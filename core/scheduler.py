@@ -71,7 +71,7 @@ def estimate_bytes(model: StoredModel, spec: RunnerSpec) -> int:
     The compute buffer is dominated by the logits of a full batch (vocabulary × batch × 4 bytes).
     """
     vocab = len(model.gguf().metadata.get("tokenizer.ggml.tokens") or ())
-    weights = sum(path.stat().st_size for path in (spec.model_path, *spec.adapter_paths))
+    weights = sum(path.stat().st_size for path in (spec.model_path, *spec.adapter_paths, *spec.projector_paths))
     kv = kv_cache_bytes(model, spec.options.num_ctx * spec.n_parallel)
     compute = vocab * 4 * min(spec.options.num_batch, 512) + (64 << 20)
     return weights + kv + compute
@@ -142,6 +142,7 @@ class Scheduler:
             options=replace(options, num_ctx=num_ctx),
             n_parallel=self._settings.num_parallel or self._choose_parallel(model, num_ctx),
             adapter_paths=tuple(model.adapter_paths),
+            projector_paths=tuple(model.projector_paths),
         )
 
     @asynccontextmanager

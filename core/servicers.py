@@ -168,6 +168,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         system = request.system if request.HasField("system") else None
         extra = {d.name: (list(v.values) if d.name == "stop" else v) for d, v in request.options.ListFields()}
         params = {**model.params, **extra}
+        projector = model.projector_info(verbose=request.verbose)
         return models_pb2.ShowModelResponse(
             name=model.short_name,
             license="\n".join(model.license),
@@ -178,6 +179,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             details=_details_pb(model),
             messages=[models_pb2.ModelMessage(role=m.get("role", ""), content=m.get("content", "")) for m in model.messages],
             model_info_json=json.dumps(model.model_info(verbose=request.verbose)),
+            projector_info_json=json.dumps(projector) if projector is not None else "",
             capabilities=self.catalog.capabilities(model),
             modified_at=_timestamp(model.modified_at),
         )

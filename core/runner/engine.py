@@ -1,8 +1,9 @@
 """The decode loop: one llama.cpp context, several sequences advancing together.
 
-This is the only module that imports ``llama_cpp``. One engine thread owns the context; every
-``llama_decode`` carries one token for each sequence that is generating plus prompt chunks of
-sequences being admitted, so a new request never stalls running streams for a whole prompt.
+With ``vision.py`` (images, through libmtmd), the only module that imports ``llama_cpp``. One
+engine thread owns the context; every ``llama_decode`` carries one token for each sequence that
+is generating plus prompt chunks of sequences being admitted, so a new request never stalls
+running streams for a whole prompt. An image in a prompt is decoded on its own between steps.
 Callers hand work in with :meth:`Engine.submit` from any thread and receive text through the
 sequence's ``emit`` callback, which the engine calls from its own thread.
 
@@ -24,6 +25,8 @@ from typing import Callable
 import llama_cpp  # before anything that imports numpy: the other order crashed a model load (performance.md)
 import numpy as np
 import structlog
+
+from herd.core.runner.vision import ImageEmbedding, ImageError, Projector
 
 log = structlog.get_logger(__name__)
 
@@ -63,6 +66,7 @@ class EngineConfig:
     main_gpu: int = 0
     use_mmap: bool = True
     lora_paths: tuple[str, ...] = ()  # GGUF LoRA adapters, applied at full scale
+    projector_path: str = ""  # a multimodal projector (mmproj GGUF): the model then reads images
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,9 @@ class TokenLogprob:
 class Sequence:
     """One request in the batch. ``emit(text, result, logprobs)`` gets text pieces, then the result.
 
+    An image takes ``n_pos`` positions of ``prompt_tokens``, each holding the image's (negative)
+    pseudo-token, and is listed in ``images``; the projector evaluates it during prefill.
+
     ``emit`` is called from the engine thread with ``result=None`` for each piece of text and
     once with the final :class:`SequenceResult` (and any remaining text); it must not block.
     ``logprobs`` holds the entries of the tokens sampled since the previous call.
@@ -126,6 +133,7 @@ class Sequence:
     request_id: str = ""
     grammar: str = ""  # GBNF, root rule "root"; empty for none
     top_logprobs: int = -1  # -1: no log probabilities; n >= 0: each token's and the n most likely
+    images: list[ImageEmbedding] = field(default_factory=list)  # in prompt order
     cancelled: bool = False
 
     # Engine-side state.
@@ -183,6 +191,19 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def image_boundary(keep: int, images: list[ImageEmbedding]) -> int:
+    """``keep`` cached positions, moved back to the start of an image it would cut in two."""
+    for image in images:
+        if image.start < keep < image.end:
+            return image.start
+    return keep
+
+
+def text_end(seq: Sequence) -> int:
+    """Where the prompt text being prefilled stops: the next image, or the prompt's end."""
+    return next((image.start for image in seq.images if image.start >= seq.n_past), len(seq.prompt_tokens))
 
 
 def hold_back_length(text: str, stops: list[str]) -> int:
@@ -253,6 +274,7 @@ class Engine:
             raise EngineError("unable to create a context for the model")
         self._apply_adapters(ctx)
         self.ctx = ctx
+        self.projector = self._load_projector(cfg.projector_path, gpu_layers > 0)
         self.mem = llama_cpp.llama_get_memory(ctx)
         self.n_batch = cfg.n_batch
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
@@ -286,6 +308,16 @@ class Engine:
             adapters.append(adapter)
         return adapters
 
+    def _load_projector(self, path: str, use_gpu: bool) -> Projector | None:
+        if not path:
+            return None
+        try:
+            return Projector(path, self.model, self.n_threads, use_gpu, _forward_llama_log)
+        except ImageError as exc:
+            llama_cpp.llama_free(self.ctx)
+            llama_cpp.llama_model_free(self.model)
+            raise EngineError(str(exc)) from None
+
     def _apply_adapters(self, ctx) -> None:
         """Puts this model's LoRA adapters on ``ctx`` at scale 1, as Ollama applies an ADAPTER."""
         if not self._adapters:
@@ -309,6 +341,8 @@ class Engine:
         llama_cpp.llama_batch_free(self._batch)
         if self._embed_ctx:
             llama_cpp.llama_free(self._embed_ctx)
+        if self.projector is not None:
+            self.projector.close()
         llama_cpp.llama_free(self.ctx)
         llama_cpp.llama_model_free(self.model)
 
@@ -399,6 +433,14 @@ class Engine:
             self._slots[seq.slot].tokens = []
             seq.fail(message)
 
+    def _fail_sequence(self, seq: Sequence, message: str) -> None:
+        """Ends one active sequence with an error; its slot starts afresh, as after a failed step."""
+        self._active.remove(seq)
+        llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
+        self._slots[seq.slot].tokens = []
+        self._release(seq)
+        seq.fail(message)
+
     def _admit_locked(self) -> None:
         """Moves waiting sequences into free slots, reusing the longest cached prefix."""
         while self._waiting:
@@ -421,6 +463,7 @@ class Engine:
         slot = self._slot_for(seq.prompt_tokens, free)
         keep = common_prefix_length(slot.tokens, seq.prompt_tokens)
         keep = min(keep, len(seq.prompt_tokens) - 1)  # the last prompt token must be decoded for logits
+        keep = image_boundary(keep, seq.images)
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, keep, -1)
         del slot.tokens[keep:]
         # Cells of idle slots would sit in every attention of the unified cache from now on.
@@ -501,6 +544,9 @@ class Engine:
         for seq in [s for s in self._active if s.cancelled]:
             self._active.remove(seq)
             self._release(seq)
+        # An image is encoded and decoded on its own, when its sequence's prefill reaches it.
+        for seq in [s for s in self._active if s.images and s.pending_token < 0]:
+            self._prefill_images(seq)
         if not self._active:
             return
         batch = self._batch
@@ -517,7 +563,7 @@ class Engine:
         for seq in self._active:
             if seq.pending_token >= 0 or n >= self.n_batch:
                 continue
-            remaining = seq.prompt_tokens[seq.n_past:]
+            remaining = seq.prompt_tokens[seq.n_past: text_end(seq)]
             take = remaining[: self.n_batch - n]
             for i, tok in enumerate(take):
                 last = seq.n_past + i == len(seq.prompt_tokens) - 1
@@ -545,6 +591,20 @@ class Engine:
             if seq.top_logprobs >= 0 and not llama_cpp.llama_vocab_is_eog(self.vocab, token):
                 seq.unsent_logprobs.append(self._logprob(index, token, seq.top_logprobs))
             self._advance(seq, token, now)
+
+    def _prefill_images(self, seq: Sequence) -> None:
+        """Evaluates the images that start where ``seq``'s prefill stands; a failed one fails ``seq``."""
+        for image in seq.images:
+            if image.start != seq.n_past:
+                continue
+            try:
+                self.projector.evaluate(self.ctx, image, seq.slot, self.n_batch)
+            except ImageError as exc:
+                self._fail_sequence(seq, str(exc))
+                return
+            image.free()
+            self._slots[seq.slot].tokens.extend(seq.prompt_tokens[image.start: image.end])
+            seq.n_past = image.end
 
     def _sample(self, seq: Sequence, index: int) -> int:
         """The next token for ``seq`` from output ``index`` of the last decode."""
@@ -650,7 +710,7 @@ class Engine:
             prompt_eval_duration_ns=max(0, seq.t_first - seq.t_admit),
             eval_count=len(seq.generated),
             eval_duration_ns=max(0, now - seq.t_first),
-            context=seq.prompt_tokens + seq.generated,
+            context=[token for token in seq.prompt_tokens if token >= 0] + seq.generated,  # images are not tokens
         )
         self._release(seq)
         seq.emit(text + tail, result, self._take_logprobs(seq))

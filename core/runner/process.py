@@ -35,6 +35,7 @@ class RunnerSpec:
     options: RunnerOptions  # num_ctx already settled for the model
     n_parallel: int
     adapter_paths: tuple[Path, ...] = ()
+    projector_paths: tuple[Path, ...] = ()  # as llama.cpp's server, the runner loads the first
 
 
 class Runner:
@@ -112,6 +113,7 @@ async def start_runner(
     engine = {
         "model_path": str(spec.model_path),
         "lora_paths": [str(path) for path in spec.adapter_paths],
+        "projector_path": str(spec.projector_paths[0]) if spec.projector_paths else "",
         "n_ctx": opts.num_ctx,
         "n_parallel": spec.n_parallel,
         "n_batch": opts.num_batch,

@@ -30,6 +30,7 @@ from herd.core.runner.engine import (
     SequenceResult,
     TokenLogprob,
 )
+from herd.core.runner.vision import ImageEmbedding, ImageError
 from herd.logs import configure_logging, request_id_from_metadata
 from herd.runner.v1 import runner_pb2, runner_pb2_grpc
 from herd.v1 import common_pb2
@@ -43,17 +44,46 @@ def sampling_from_pb(pb: runner_pb2.Sampling) -> SamplingParams:
     return SamplingParams(**{f.name: getattr(pb, f.name) for f in fields(SamplingParams)})
 
 
-def fit_prompt(tokens: list[int], n_ctx: int, num_keep: int = 4) -> list[int]:
+def fit_prompt(
+    tokens: list[int], n_ctx: int, num_keep: int = 4, images: list[ImageEmbedding] | None = None
+) -> tuple[list[int], list[ImageEmbedding]]:
     """Cuts a prompt that would not leave room to generate, keeping its start and its end.
 
     As llama.cpp's context shift does, the first ``num_keep`` tokens stay and half the window
-    is kept from the end, so the model still sees the instructions and the latest turn.
+    is kept from the end, so the model still sees the instructions and the latest turn. An
+    image (its positions in ``tokens``) is kept or cut whole; the images kept are returned.
     """
+    images = images or []
     if len(tokens) < n_ctx:
-        return tokens
+        return tokens, images
     keep_head = min(num_keep, n_ctx // 4)
-    keep_tail = n_ctx // 2 - keep_head
-    return tokens[:keep_head] + tokens[-keep_tail:]
+    cut_start, cut_end = keep_head, len(tokens) - (n_ctx // 2 - keep_head)
+    for image in images:
+        if image.start < cut_start < image.end:
+            cut_start = image.start
+        if image.start < cut_end < image.end:
+            cut_end = image.end
+    kept = []
+    for image in images:
+        if image.end <= cut_start:
+            kept.append(image)
+        elif image.start >= cut_end:
+            image.start -= cut_end - cut_start
+            kept.append(image)
+    return tokens[:cut_start] + tokens[cut_end:], kept
+
+
+def prompt_texts(prompt: str, images) -> list[str]:
+    """The prompt's text around its images: one more piece than images; ValueError for bad offsets."""
+    data = prompt.encode()
+    texts, start = [], 0
+    for image in images:
+        if not start <= image.offset <= len(data):
+            raise ValueError("image offsets must be in prompt order and inside the prompt")
+        texts.append(data[start: image.offset].decode())  # UnicodeDecodeError is a ValueError
+        start = image.offset
+    texts.append(data[start:].decode())
+    return texts
 
 
 class Mailbox:
@@ -159,11 +189,18 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
     async def Generate(self, request: runner_pb2.GenerateRequest, context):
         request_id = request_id_from_metadata(context.invocation_metadata())
         mailbox = Mailbox(asyncio.get_running_loop())
-        tokens = list(request.prefix_tokens) + self.engine.tokenize(request.prompt, request.add_bos and self.engine.add_bos)
+        try:
+            tokens, images = await self._prompt(request)
+        except ValueError as exc:  # an image that cannot be used, or a context or offsets that do not fit
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if not tokens:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "prompt is empty")
+        tokens, images = fit_prompt(tokens, self.engine.n_ctx_seq, images=images)
+        if images and images[-1].end == len(tokens):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the prompt must not end with an image")
         seq = Sequence(
-            prompt_tokens=fit_prompt(tokens, self.engine.n_ctx_seq),
+            prompt_tokens=tokens,
+            images=images,
             num_predict=request.num_predict,
             stop=list(request.stop),
             sampling=sampling_from_pb(request.sampling),
@@ -223,6 +260,33 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
             # Cancelled or finished: either way the sequence leaves the batch at the next step.
             seq.cancel()
             self._streams -= 1
+
+    async def _prompt(self, request: runner_pb2.GenerateRequest) -> tuple[list[int], list[ImageEmbedding]]:
+        """The prompt's tokens, each image's positions holding its pseudo-token, and the images."""
+        engine = self.engine
+        tokens = list(request.prefix_tokens)
+        # An image's positions hold negative pseudo-tokens: a context must not pose as one.
+        if any(not 0 <= token < engine.n_vocab for token in tokens):
+            raise ValueError("context holds an invalid token")
+        add_bos = request.add_bos and engine.add_bos
+        if not request.images:
+            return tokens + engine.tokenize(request.prompt, add_bos), []
+        if engine.projector is None:
+            raise ImageError("this model does not support images")
+        images: list[ImageEmbedding] = []
+        for i, text in enumerate(prompt_texts(request.prompt, request.images)):
+            tokens += engine.tokenize(text, add_bos and i == 0)
+            if i == len(request.images):
+                break
+            # Decoding and preprocessing a picture takes a while: off the event loop.
+            for piece in await asyncio.to_thread(engine.projector.pieces, request.images[i].data):
+                if isinstance(piece, ImageEmbedding):
+                    piece.start = len(tokens)
+                    tokens += [piece.token] * piece.n_pos
+                    images.append(piece)
+                else:
+                    tokens += piece
+        return tokens, images
 
     async def Embed(self, request: runner_pb2.EmbedRequest, context):
         loop = asyncio.get_running_loop()

@@ -32,6 +32,7 @@ from herd.core.store.manifest import (
     MEDIA_TYPE_MESSAGES,
     MEDIA_TYPE_MODEL,
     MEDIA_TYPE_PARAMS,
+    MEDIA_TYPE_PROJECTOR,
     MEDIA_TYPE_SYSTEM,
     MEDIA_TYPE_TEMPLATE,
     InvalidDigest,
@@ -176,6 +177,16 @@ def _stored_blob(store: ModelStore, digest: str) -> Path:
     return path
 
 
+def _uploaded_gguf(store: ModelStore, digest: str, progress: Progress) -> tuple[Path, GGUFInfo]:
+    """An uploaded blob and its GGUF header; CreateError when it is missing or no GGUF."""
+    path = _stored_blob(store, digest)
+    progress("parsing GGUF", "")
+    try:
+        return path, read_gguf(path)
+    except GGUFError:
+        raise CreateError("supplied file was not in GGUF format") from None
+
+
 def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:
     _check_file_names(files)
     ggufs = [(f, d) for f, d in files.items() if f.lower().endswith(".gguf")]
@@ -185,17 +196,35 @@ def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progr
         if any(f.lower().endswith(".safetensors") for f in files):
             raise CreateError("config.json is missing")
         raise CreateError("no files provided to convert")
-    if len(ggufs) > 1:
-        raise CreateError("only one GGUF file is supported")
-    _, digest = ggufs[0]
-    path = _stored_blob(store, digest)
-    progress("parsing GGUF", "")
-    try:
-        read_gguf(path)
-    except GGUFError:
-        raise CreateError("supplied file was not in GGUF format") from None
-    layer = Layer(media_type=MEDIA_TYPE_MODEL, digest=validate_digest(digest), size=path.stat().st_size)
-    return [layer], path
+    # As Ollama: files in name order, a multimodal projector among them becomes a projector layer.
+    layers: list[Layer] = []
+    model_path = None
+    for _, digest in sorted(ggufs):
+        path, info = _uploaded_gguf(store, digest, progress)
+        if is_projector(info):
+            media_type = MEDIA_TYPE_PROJECTOR
+        elif model_path is None:
+            media_type, model_path = MEDIA_TYPE_MODEL, path
+        else:
+            raise CreateError("only one GGUF file is supported")
+        layers.append(Layer(media_type=media_type, digest=validate_digest(digest), size=path.stat().st_size))
+    if model_path is None:
+        raise CreateError("a projector needs a model GGUF to go with it")
+    return layers, model_path
+
+
+def is_projector(info: GGUFInfo) -> bool:
+    """Whether a GGUF is a multimodal projector (mmproj) rather than a model (Ollama's ``isProjectorGGUF``)."""
+    if info.metadata.get("general.type") in ("projector", "mmproj"):
+        return True
+    if info.architecture_value("block_count"):
+        return False
+    # A standalone vision model: vision blocks and no text blocks.
+    vision_blocks = info.architecture_value("vision.block_count")
+    if isinstance(vision_blocks, int) and vision_blocks > 0:
+        return True
+    encoders = info.architecture_value("has_vision_encoder") or info.architecture_value("has_audio_encoder")
+    return info.architecture == "clip" and encoders is True
 
 
 def _adapter_layer(store: ModelStore, adapters: dict[str, str], model_path: Path | None, progress: Progress) -> Layer:
@@ -208,12 +237,7 @@ def _adapter_layer(store: ModelStore, adapters: dict[str, str], model_path: Path
         raise CreateError("only GGUF adapters are supported: convert the adapter to GGUF first")
     if not filename.lower().endswith(".gguf"):
         raise CreateError("unknown type")
-    path = _stored_blob(store, digest)
-    progress("parsing GGUF", "")
-    try:
-        adapter = read_gguf(path)
-    except GGUFError:
-        raise CreateError("supplied file was not in GGUF format") from None
+    path, adapter = _uploaded_gguf(store, digest, progress)
     if adapter.metadata.get("general.type") != "adapter" or adapter.metadata.get("adapter.type") != "lora":
         raise CreateError("the adapter file is not a LoRA adapter")
     if model_path is None:

@@ -543,17 +543,13 @@ class StoredModel:
         return capabilities
 
     def model_info(self, verbose: bool) -> dict[str, Any]:
-        """GGUF metadata for ``/api/show``: without ``verbose``, arrays longer than 5 become ``[]``."""
-        info = self.gguf()
-        model_info: dict[str, Any] = {}
-        for key, value in info.metadata.items():
-            if key in ("general.name", "tokenizer.chat_template"):
-                continue
-            if isinstance(value, list) and not verbose and len(value) > 5:
-                value = []
-            model_info[key] = _json_safe(value)
-        model_info["general.parameter_count"] = info.parameter_count
-        return model_info
+        """The weights' GGUF metadata for ``/api/show``."""
+        return _show_info(self.gguf(), verbose)
+
+    def projector_info(self, verbose: bool) -> dict[str, Any] | None:
+        """The first projector's GGUF metadata, as ``model_info``; None without a projector."""
+        layers = self._manifest.layers_of(MEDIA_TYPE_PROJECTOR)
+        return _show_info(self._store.gguf(layers[0].digest), verbose) if layers else None
 
     def _gguf_int(self, key: str) -> int | None:
         if self.model_path is None:
@@ -580,6 +576,19 @@ class StoredModel:
             return json.loads(self._read_blob(digest))
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CorruptModel(f"layer {digest} of model '{self.short_name}' is not JSON") from None
+
+
+def _show_info(info: GGUFInfo, verbose: bool) -> dict[str, Any]:
+    """A GGUF's metadata for ``/api/show``: without ``verbose``, arrays longer than 5 become ``[]``."""
+    shown: dict[str, Any] = {}
+    for key, value in info.metadata.items():
+        if key in ("general.name", "tokenizer.chat_template"):
+            continue
+        if isinstance(value, list) and not verbose and len(value) > 5:
+            value = []
+        shown[key] = _json_safe(value)
+    shown["general.parameter_count"] = info.parameter_count
+    return shown
 
 
 def _json_safe(value: Any) -> Any:

@@ -470,6 +470,8 @@ def show_response(message: models_pb2.ShowModelResponse) -> dict:
     if message.messages:
         body["messages"] = [{"role": m.role, "content": m.content} for m in message.messages]
     body["model_info"] = json.loads(message.model_info_json) if message.model_info_json else {}
+    if message.projector_info_json:
+        body["projector_info"] = json.loads(message.projector_info_json)
     if message.capabilities:
         body["capabilities"] = list(message.capabilities)
     # Go's zero time when core has none; time.Time is never omitted.

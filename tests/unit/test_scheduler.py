@@ -23,6 +23,7 @@ class FakeModel:
     model_path: Path = Path("/nonexistent/model.gguf")
     context_length: int | None = 8192
     adapter_paths: list[Path] = field(default_factory=list)
+    projector_paths: list[Path] = field(default_factory=list)
 
 
 @dataclass

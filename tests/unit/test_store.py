@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from herd.core.store.bundled import import_bundled_models
+from herd.core.store.create import CreateError, CreateSpec, create_model, is_projector
+from herd.core.store.gguf import read_gguf
 from herd.core.store.manifest import (
     MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_LICENSE,
@@ -209,8 +211,8 @@ def test_bundled_modelfile_names_the_model_and_shows_no_server_path(bundled: tup
 # --- small synthetic stores --------------------------------------------------------------------
 
 
-def tiny_gguf(metadata: dict[str, int | str]) -> bytes:
-    """A valid GGUF with the given string/uint32 metadata and one 4-value F32 tensor."""
+def tiny_gguf(metadata: dict[str, int | str | bool]) -> bytes:
+    """A valid GGUF with the given string/uint32/bool metadata and one 4-value F32 tensor."""
 
     def string(text: str) -> bytes:
         return struct.pack("<Q", len(text.encode())) + text.encode()
@@ -219,6 +221,8 @@ def tiny_gguf(metadata: dict[str, int | str]) -> bytes:
     for key, value in metadata.items():
         if isinstance(value, str):
             kvs += string(key) + struct.pack("<I", 8) + string(value)
+        elif isinstance(value, bool):
+            kvs += string(key) + struct.pack("<IB", 7, value)
         else:
             kvs += string(key) + struct.pack("<II", 4, value)
     header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(metadata)) + kvs + string("t") + struct.pack("<IQIQ", 1, 4, 0, 0)
@@ -399,6 +403,61 @@ def test_capabilities_follow_ollamas_rules(
     store = ModelStore(tmp_path)
     add_model(store, "caps:1", weights=tiny_gguf(metadata), layers=layers)
     assert store.get("caps:1").capabilities(variables) == expected
+
+
+WEIGHTS = {"general.architecture": "llama", "llama.block_count": 1}
+PROJECTOR = {"general.architecture": "clip", "clip.has_vision_encoder": True, "clip.vision.block_count": 1}
+
+
+@pytest.mark.parametrize(
+    "metadata, expected",
+    [
+        (PROJECTOR, True),
+        ({"general.architecture": "clip", "clip.has_audio_encoder": True}, True),
+        ({"general.architecture": "clip"}, False),  # no encoder
+        ({"general.architecture": "whatever", "general.type": "mmproj"}, True),
+        ({"general.architecture": "gemma3", "gemma3.vision.block_count": 27}, True),  # vision without text blocks
+        ({**WEIGHTS, "llama.vision.block_count": 27}, False),  # a model with its vision encoder inside
+        (WEIGHTS, False),
+    ],
+)
+def test_a_projector_is_told_apart_from_a_model_as_ollama_does(tmp_path: Path, metadata: dict, expected: bool) -> None:
+    (tmp_path / "x.gguf").write_bytes(tiny_gguf(metadata))
+    assert is_projector(read_gguf(tmp_path / "x.gguf")) is expected
+
+
+def create_from_files(store: ModelStore, name: str, files: dict[str, bytes]) -> None:
+    digests = {filename: store.add_blob_bytes(data)[0] for filename, data in files.items()}
+    create_model(store, CreateSpec(name=name, files=digests), progress=lambda *a, **k: None, check_template=lambda t: None)
+
+
+def test_create_takes_a_projector_among_the_files(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    create_from_files(store, "vis:1", {"model.gguf": tiny_gguf(WEIGHTS), "mmproj.gguf": tiny_gguf(PROJECTOR)})
+    model = store.get("vis:1")
+    # In file name order, as Ollama.
+    assert [layer.media_type for layer in model.manifest.layers][:2] == [MEDIA_TYPE_PROJECTOR, MEDIA_TYPE_MODEL]
+    assert model.model_path == store.blob_path(model.manifest.layers_of(MEDIA_TYPE_MODEL)[0].digest)
+    assert len(model.projector_paths) == 1 and model.projector_paths[0] != model.model_path
+    assert model.details().family == "llama"
+    assert "vision" in model.capabilities(set())
+    assert model.projector_info(verbose=False)["clip.has_vision_encoder"] is True
+    assert store.get("vis:1").model_info(verbose=False)["general.architecture"] == "llama"
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"a.gguf": tiny_gguf(WEIGHTS), "b.gguf": tiny_gguf({**WEIGHTS, "general.name": "b"})}, "only one GGUF file is supported"),
+        ({"mmproj.gguf": tiny_gguf(PROJECTOR)}, "a projector needs a model GGUF to go with it"),
+    ],
+)
+def test_create_refuses_two_models_or_a_projector_alone(tmp_path: Path, files: dict, message: str) -> None:
+    store = ModelStore(tmp_path)
+    with pytest.raises(CreateError, match=message):
+        create_from_files(store, "bad:1", files)
+    with pytest.raises(ModelNotFound):
+        store.get("bad:1")
 
 
 def test_details_fall_back_to_the_gguf_header(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ class ModelMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class ShowModelResponse(_message.Message):
-    __slots__ = ("license", "modelfile", "parameters", "template", "system", "details", "messages", "model_info_json", "capabilities", "modified_at", "name")
+    __slots__ = ("license", "modelfile", "parameters", "template", "system", "details", "messages", "model_info_json", "capabilities", "modified_at", "name", "projector_info_json")
     LICENSE_FIELD_NUMBER: _ClassVar[int]
     MODELFILE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -69,6 +69,7 @@ class ShowModelResponse(_message.Message):
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    PROJECTOR_INFO_JSON_FIELD_NUMBER: _ClassVar[int]
     license: str
     modelfile: str
     parameters: str
@@ -80,7 +81,8 @@ class ShowModelResponse(_message.Message):
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     modified_at: _timestamp_pb2.Timestamp
     name: str
-    def __init__(self, license: _Optional[str] = ..., modelfile: _Optional[str] = ..., parameters: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., model_info_json: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ...) -> None: ...
+    projector_info_json: str
+    def __init__(self, license: _Optional[str] = ..., modelfile: _Optional[str] = ..., parameters: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., model_info_json: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., projector_info_json: _Optional[str] = ...) -> None: ...
 
 class ListRunningRequest(_message.Message):
     __slots__ = ()

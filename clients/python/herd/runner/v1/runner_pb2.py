@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from herd.v1 import common_pb2 as herd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bherd/runner/v1/runner.proto\x12\x0eherd.runner.v1\x1a\x14herd/v1/common.proto\"\r\n\x0bInfoRequest\"\x98\x01\n\x0cInfoResponse\x12\r\n\x05n_ctx\x18\x01 \x01(\x05\x12\x13\n\x0bn_ctx_train\x18\x02 \x01(\x05\x12\x12\n\nn_parallel\x18\x03 \x01(\x05\x12\x0e\n\x06n_embd\x18\x04 \x01(\x05\x12\x12\n\nvram_bytes\x18\x06 \x01(\x03\x12\x18\n\x10load_duration_ns\x18\x07 \x01(\x03J\x04\x08\x05\x10\x06R\x0cmemory_bytes\"\xd1\x01\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\r\n\x05min_p\x18\x04 \x01(\x02\x12\x11\n\ttypical_p\x18\x05 \x01(\x02\x12\x15\n\rrepeat_last_n\x18\x06 \x01(\x05\x12\x16\n\x0erepeat_penalty\x18\x07 \x01(\x02\x12\x18\n\x10presence_penalty\x18\x08 \x01(\x02\x12\x19\n\x11\x66requency_penalty\x18\t \x01(\x02\x12\x0c\n\x04seed\x18\n \x01(\x03\"\xe9\x01\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x15\n\rprefix_tokens\x18\x02 \x03(\x05\x12\x13\n\x0bnum_predict\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.herd.runner.v1.Sampling\x12\x16\n\x0ereturn_context\x18\x06 \x01(\x08\x12\x0f\n\x07\x61\x64\x64_bos\x18\x07 \x01(\x08\x12\x0f\n\x07grammar\x18\x08 \x01(\t\x12\x10\n\x08logprobs\x18\t \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\n \x01(\x05\"\x83\x02\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12/\n\x0bstop_reason\x18\x03 \x01(\x0e\x32\x1a.herd.runner.v1.StopReason\x12\x19\n\x11prompt_eval_count\x18\x04 \x01(\x05\x12\x1f\n\x17prompt_eval_duration_ns\x18\x05 \x01(\x03\x12\x12\n\neval_count\x18\x06 \x01(\x05\x12\x18\n\x10\x65val_duration_ns\x18\x07 \x01(\x03\x12\x0f\n\x07\x63ontext\x18\x08 \x03(\x05\x12\'\n\x08logprobs\x18\t \x03(\x0b\x32\x15.herd.v1.TokenLogprob\"/\n\x0c\x45mbedRequest\x12\r\n\x05input\x18\x01 \x03(\t\x12\x10\n\x08truncate\x18\x02 \x01(\x08\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"S\n\rEmbedResponse\x12\'\n\x07vectors\x18\x01 \x03(\x0b\x32\x16.herd.runner.v1.Vector\x12\x19\n\x11prompt_eval_count\x18\x02 \x01(\x05*W\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10STOP_REASON_STOP\x10\x01\x12\x16\n\x12STOP_REASON_LENGTH\x10\x02\x32\xe2\x01\n\x06Runner\x12\x41\n\x04Info\x12\x1b.herd.runner.v1.InfoRequest\x1a\x1c.herd.runner.v1.InfoResponse\x12O\n\x08Generate\x12\x1f.herd.runner.v1.GenerateRequest\x1a .herd.runner.v1.GenerateResponse0\x01\x12\x44\n\x05\x45mbed\x12\x1c.herd.runner.v1.EmbedRequest\x1a\x1d.herd.runner.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bherd/runner/v1/runner.proto\x12\x0eherd.runner.v1\x1a\x14herd/v1/common.proto\"\r\n\x0bInfoRequest\"\x98\x01\n\x0cInfoResponse\x12\r\n\x05n_ctx\x18\x01 \x01(\x05\x12\x13\n\x0bn_ctx_train\x18\x02 \x01(\x05\x12\x12\n\nn_parallel\x18\x03 \x01(\x05\x12\x0e\n\x06n_embd\x18\x04 \x01(\x05\x12\x12\n\nvram_bytes\x18\x06 \x01(\x03\x12\x18\n\x10load_duration_ns\x18\x07 \x01(\x03J\x04\x08\x05\x10\x06R\x0cmemory_bytes\"\xd1\x01\n\x08Sampling\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\x05\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\r\n\x05min_p\x18\x04 \x01(\x02\x12\x11\n\ttypical_p\x18\x05 \x01(\x02\x12\x15\n\rrepeat_last_n\x18\x06 \x01(\x05\x12\x16\n\x0erepeat_penalty\x18\x07 \x01(\x02\x12\x18\n\x10presence_penalty\x18\x08 \x01(\x02\x12\x19\n\x11\x66requency_penalty\x18\t \x01(\x02\x12\x0c\n\x04seed\x18\n \x01(\x03\"\x96\x02\n\x0fGenerateRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x15\n\rprefix_tokens\x18\x02 \x03(\x05\x12\x13\n\x0bnum_predict\x18\x03 \x01(\x05\x12\x0c\n\x04stop\x18\x04 \x03(\t\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.herd.runner.v1.Sampling\x12\x16\n\x0ereturn_context\x18\x06 \x01(\x08\x12\x0f\n\x07\x61\x64\x64_bos\x18\x07 \x01(\x08\x12\x0f\n\x07grammar\x18\x08 \x01(\t\x12\x10\n\x08logprobs\x18\t \x01(\x08\x12\x14\n\x0ctop_logprobs\x18\n \x01(\x05\x12+\n\x06images\x18\x0b \x03(\x0b\x32\x1b.herd.runner.v1.PromptImage\"+\n\x0bPromptImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"\x83\x02\n\x10GenerateResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12/\n\x0bstop_reason\x18\x03 \x01(\x0e\x32\x1a.herd.runner.v1.StopReason\x12\x19\n\x11prompt_eval_count\x18\x04 \x01(\x05\x12\x1f\n\x17prompt_eval_duration_ns\x18\x05 \x01(\x03\x12\x12\n\neval_count\x18\x06 \x01(\x05\x12\x18\n\x10\x65val_duration_ns\x18\x07 \x01(\x03\x12\x0f\n\x07\x63ontext\x18\x08 \x03(\x05\x12\'\n\x08logprobs\x18\t \x03(\x0b\x32\x15.herd.v1.TokenLogprob\"/\n\x0c\x45mbedRequest\x12\r\n\x05input\x18\x01 \x03(\t\x12\x10\n\x08truncate\x18\x02 \x01(\x08\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"S\n\rEmbedResponse\x12\'\n\x07vectors\x18\x01 \x03(\x0b\x32\x16.herd.runner.v1.Vector\x12\x19\n\x11prompt_eval_count\x18\x02 \x01(\x05*W\n\nStopReason\x12\x1b\n\x17STOP_REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10STOP_REASON_STOP\x10\x01\x12\x16\n\x12STOP_REASON_LENGTH\x10\x02\x32\xe2\x01\n\x06Runner\x12\x41\n\x04Info\x12\x1b.herd.runner.v1.InfoRequest\x1a\x1c.herd.runner.v1.InfoResponse\x12O\n\x08Generate\x12\x1f.herd.runner.v1.GenerateRequest\x1a .herd.runner.v1.GenerateResponse0\x01\x12\x44\n\x05\x45mbed\x12\x1c.herd.runner.v1.EmbedRequest\x1a\x1d.herd.runner.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herd.runner.v1.runner_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOPREASON']._serialized_start=1109
-  _globals['_STOPREASON']._serialized_end=1196
+  _globals['_STOPREASON']._serialized_start=1199
+  _globals['_STOPREASON']._serialized_end=1286
   _globals['_INFOREQUEST']._serialized_start=69
   _globals['_INFOREQUEST']._serialized_end=82
   _globals['_INFORESPONSE']._serialized_start=85
@@ -41,15 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SAMPLING']._serialized_start=240
   _globals['_SAMPLING']._serialized_end=449
   _globals['_GENERATEREQUEST']._serialized_start=452
-  _globals['_GENERATEREQUEST']._serialized_end=685
-  _globals['_GENERATERESPONSE']._serialized_start=688
-  _globals['_GENERATERESPONSE']._serialized_end=947
-  _globals['_EMBEDREQUEST']._serialized_start=949
-  _globals['_EMBEDREQUEST']._serialized_end=996
-  _globals['_VECTOR']._serialized_start=998
-  _globals['_VECTOR']._serialized_end=1022
-  _globals['_EMBEDRESPONSE']._serialized_start=1024
-  _globals['_EMBEDRESPONSE']._serialized_end=1107
-  _globals['_RUNNER']._serialized_start=1199
-  _globals['_RUNNER']._serialized_end=1425
+  _globals['_GENERATEREQUEST']._serialized_end=730
+  _globals['_PROMPTIMAGE']._serialized_start=732
+  _globals['_PROMPTIMAGE']._serialized_end=775
+  _globals['_GENERATERESPONSE']._serialized_start=778
+  _globals['_GENERATERESPONSE']._serialized_end=1037
+  _globals['_EMBEDREQUEST']._serialized_start=1039
+  _globals['_EMBEDREQUEST']._serialized_end=1086
+  _globals['_VECTOR']._serialized_start=1088
+  _globals['_VECTOR']._serialized_end=1112
+  _globals['_EMBEDRESPONSE']._serialized_start=1114
+  _globals['_EMBEDRESPONSE']._serialized_end=1197
+  _globals['_RUNNER']._serialized_start=1289
+  _globals['_RUNNER']._serialized_end=1515
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class Sampling(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., min_p: _Optional[float] = ..., typical_p: _Optional[float] = ..., repeat_last_n: _Optional[int] = ..., repeat_penalty: _Optional[float] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("prompt", "prefix_tokens", "num_predict", "stop", "sampling", "return_context", "add_bos", "grammar", "logprobs", "top_logprobs")
+    __slots__ = ("prompt", "prefix_tokens", "num_predict", "stop", "sampling", "return_context", "add_bos", "grammar", "logprobs", "top_logprobs", "images")
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     PREFIX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NUM_PREDICT_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,7 @@ class GenerateRequest(_message.Message):
     GRAMMAR_FIELD_NUMBER: _ClassVar[int]
     LOGPROBS_FIELD_NUMBER: _ClassVar[int]
     TOP_LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
     prompt: str
     prefix_tokens: _containers.RepeatedScalarFieldContainer[int]
     num_predict: int
@@ -83,7 +84,16 @@ class GenerateRequest(_message.Message):
     grammar: str
     logprobs: bool
     top_logprobs: int
-    def __init__(self, prompt: _Optional[str] = ..., prefix_tokens: _Optional[_Iterable[int]] = ..., num_predict: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., return_context: _Optional[bool] = ..., add_bos: _Optional[bool] = ..., grammar: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ...) -> None: ...
+    images: _containers.RepeatedCompositeFieldContainer[PromptImage]
+    def __init__(self, prompt: _Optional[str] = ..., prefix_tokens: _Optional[_Iterable[int]] = ..., num_predict: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., sampling: _Optional[_Union[Sampling, _Mapping]] = ..., return_context: _Optional[bool] = ..., add_bos: _Optional[bool] = ..., grammar: _Optional[str] = ..., logprobs: _Optional[bool] = ..., top_logprobs: _Optional[int] = ..., images: _Optional[_Iterable[_Union[PromptImage, _Mapping]]] = ...) -> None: ...
+
+class PromptImage(_message.Message):
+    __slots__ = ("data", "offset")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
     __slots__ = ("text", "done", "stop_reason", "prompt_eval_count", "prompt_eval_duration_ns", "eval_count", "eval_duration_ns", "context", "logprobs")
