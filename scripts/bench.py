@@ -326,12 +326,14 @@ async def herd_concurrent(base: str, model: str, clients: int, requests: int, to
 
 
 def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
-    print(f"\n## {name}: concurrent streams, {args.requests} requests of {args.tokens} tokens per client")
+    print(f"\n## {name}: concurrent streams, closed loops of {args.tokens}-token requests, first requests "
+          f"{args.stagger:.0f} ms apart")
     print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT p50/p99 ms':>20}"
           f" {'herd TTFT p50/p99 ms':>21}")
     for level in args.levels:
-        raw = raw_concurrent(engine, args.threads, args.ctx, level, args.requests, args.tokens, args.stagger / 1e3)
-        herd = asyncio.run(herd_concurrent(base, name, level, args.requests, args.tokens, args.threads, args.stagger / 1e3))
+        requests = args.requests or max(2, 24 // level)  # about the same number of tokens at every level
+        raw = raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens, args.stagger / 1e3)
+        herd = asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads, args.stagger / 1e3))
         print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} "
               f"{raw.ttft_ms(0.5):>9.0f} / {raw.ttft_ms(0.99):<8.0f} {herd.ttft_ms(0.5):>10.0f} / {herd.ttft_ms(0.99):<8.0f}",
               flush=True)
@@ -427,7 +429,7 @@ def bench_embed(client: httpx.Client, base: str, engine: RawEngine, name: str, a
     client.post(base + "/api/embed", json={**body, "input": inputs[:4]}, timeout=600).raise_for_status()  # warm-up
     raw_embed(engine, args.threads, args.ctx, inputs[:4])
     herd_s, raw_s = [], []
-    for _ in range(3):
+    for _ in range(2):
         started = time.perf_counter()
         response = client.post(base + "/api/embed", json=body, timeout=600)
         response.raise_for_status()
@@ -435,7 +437,7 @@ def bench_embed(client: httpx.Client, base: str, engine: RawEngine, name: str, a
         assert len(response.json()["embeddings"]) == len(inputs)
         raw_s.append(raw_embed(engine, args.threads, args.ctx, inputs))
     herd, raw = len(inputs) / statistics.median(herd_s), len(inputs) / statistics.median(raw_s)
-    print(f"\n## {name}: /api/embed, {len(inputs)} short inputs (medians of 3)")
+    print(f"\n## {name}: /api/embed, {len(inputs)} short inputs (means of 2)")
     print(f"raw {raw:.1f} inputs/s, herd {herd:.1f} inputs/s, herd/raw {herd / raw:.3f}")
 
 
@@ -477,7 +479,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5, help="single-stream runs per model")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent streams")
-    parser.add_argument("--requests", type=int, default=3, help="requests per client at each level")
+    parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 2)")
     parser.add_argument("--stagger", type=float, default=100.0, help="ms between the clients' first requests")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096, help="context per sequence")

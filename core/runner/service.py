@@ -156,11 +156,13 @@ def _wake(waiter: asyncio.Future) -> None:
         waiter.set_result(None)
 
 
-# All streams of a runner together send at most about this many messages a second: with 16
-# streams each gets one message per 160 ms instead of per 50 ms, so the per-message work in
-# runner, core, gateway and clients stays flat as concurrency grows instead of taking cores from
-# the decode threads.
-MESSAGES_PER_SECOND = 100
+# On CPU, all streams of a runner together send at most about this many messages a second: each
+# message costs CPU in runner, core, gateway and client, taken from the decode threads, which
+# stall at their barrier whenever one of them is preempted (on 2 cores, 80 messages a second at
+# 4 streams cost 10-25 % of the batch's speed; scripts/bench.py). A stream still gets a message
+# at least every ``streams / MESSAGES_PER_SECOND`` seconds, and its first text at once.
+MESSAGES_PER_SECOND = 40
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class RunnerService(runner_pb2_grpc.RunnerServicer):
@@ -171,8 +173,8 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
 
     def _send_interval(self) -> float:
         """Shortest time between two messages of one stream (0: one message per token)."""
-        if not self.stream_interval_s:
-            return 0.0
+        if not self.stream_interval_s or self.engine.vram_bytes:  # offloaded: the cores are not the bottleneck
+            return self.stream_interval_s
         return max(self.stream_interval_s, self._streams / MESSAGES_PER_SECOND)
 
     async def Info(self, request, context):
@@ -340,6 +342,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream-interval-ms", type=float, default=0.0)
     args = parser.parse_args(argv)
     configure_logging("runner")
+    # The engine thread needs the GIL for a moment after every llama_decode; with the default
+    # 5 ms switch interval it could wait that long behind the event loop, a fifth of a 4-stream step.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     config = EngineConfig(**json.loads(args.engine))
     asyncio.run(serve(args.socket, config, args.stream_interval_ms / 1000))
 
