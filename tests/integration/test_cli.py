@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,3 +97,49 @@ def test_create_from_a_modelfile_with_a_local_gguf_and_from_a_model_name(server,
     assert bad.returncode == 1 and "unknown parameter 'nonsense'" in bad.stderr
     for name in ("from-file", "one-word"):
         herd(server, "rm", name)
+
+
+def test_run_prints_the_streamed_answer_to_a_prompt_argument(server):
+    result = herd(server, "run", BASE_MODEL, "The capital of France is", "--keepalive", "1m")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n\n") and result.stdout.strip()
+
+
+def test_run_reads_a_piped_prompt_and_verbose_prints_ollamas_timings(server):
+    result = herd(server, "run", CHAT_MODEL, "--verbose", stdin="Say hello in one word.")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
+    lines = result.stderr.splitlines()
+    keys = [line.split(":")[0] for line in lines]
+    expected = ["total duration", "load duration", "prompt eval count", "prompt eval duration", "prompt eval rate",
+                "eval count", "eval duration", "eval rate"]
+    assert keys == [key for key in expected if key in keys] and len(keys) >= 7  # load only when it loaded
+    assert lines[-1].startswith("eval rate:") and lines[-1].endswith(" tokens/s")
+
+
+def test_run_with_format_json_answers_json(server):
+    result = herd(server, "run", CHAT_MODEL, "--format", "json", "Describe a cat as JSON.")
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), dict)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--keepalive", "soon"], 'Error: time: invalid duration "soon"'),
+        (["--think"], f'Error: "{CHAT_MODEL}" does not support thinking'),
+        (["--think=maybe"], 'Error: invalid value for --think: "maybe" (must be true, false, high, medium, low, or max)'),
+    ],
+)
+def test_run_errors_are_one_line_and_a_failing_exit(server, args, message):
+    result = herd(server, "run", CHAT_MODEL, *args, "Hello")
+    assert result.returncode == 1
+    assert result.stderr.strip() == message
+
+
+def test_run_pulls_a_missing_model_first_and_reports_what_the_pull_says(server):
+    # Nothing listens on port 9 of loopback: the pull fails, and run says so in one line.
+    result = herd(server, "run", "127.0.0.1:9/library/absent:latest", "Hello", "--insecure")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "pulling manifest" in result.stderr

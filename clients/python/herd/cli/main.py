@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from herd.cli.api import ApiError, Client
 from herd.cli.commands import add_commands
+from herd.cli.run import add_run_command, bare_flags_as_true
 
 CORE_MODULE = "herd.core.server"
 GATEWAY_MODULE = "herd.rest.app"
@@ -111,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     gateway = commands.add_parser("gateway", help="start the REST gateway (OLLAMA_HOST)")
     gateway.add_argument("--core", metavar="ADDR", help=f"core's gRPC address (default $HERD_GRPC_HOST or {DEFAULT_GRPC_HOST})")
     gateway.set_defaults(func=run_gateway)
+    add_run_command(commands)
     add_commands(commands)
-    args = parser.parse_args(argv)
+    # Flags may come between the words of a `run` prompt, as cobra allows for `ollama run`.
+    args, extra = parser.parse_known_args(bare_flags_as_true(sys.argv[1:] if argv is None else argv))
+    if extra and (args.command != "run" or any(word.startswith("-") for word in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.prompt += extra
     if args.func in (serve, run_core, run_gateway):
         return args.func(args)
     try:

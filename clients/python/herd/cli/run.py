@@ -1,0 +1,125 @@
+"""``herd run MODEL [PROMPT]``: one prompt, its streamed answer, as ``ollama run`` does without a terminal.
+
+The prompt comes from the arguments, from stdin (put before them), or both. A model that is not
+in the store is pulled first. With ``--verbose`` the timings follow on stderr in Ollama's words.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from herd.cli.api import ApiError, Client
+from herd.cli.commands import ProgressPrinter
+from herd.durations import parse_go_duration
+from herd.gofmt import go_duration
+
+THINK_VALUES = ("true", "false", "high", "medium", "low", "max")
+
+
+def show_or_pull(client: Client, model: str, insecure: bool) -> dict:
+    """The model's /api/show answer, pulling it first when the store does not have it."""
+    try:
+        return client.post("/api/show", {"model": model})
+    except ApiError as error:
+        if error.status != 404:
+            raise
+    printer = ProgressPrinter()
+    for line in client.stream("/api/pull", {"model": model, "insecure": insecure}):
+        printer.update(line)
+    return client.post("/api/show", {"model": model})
+
+
+def summary(done: dict) -> str:
+    """The ``--verbose`` block, line for line as Ollama's ``Metrics.Summary``."""
+    lines = []
+    if done.get("total_duration"):
+        lines.append(f"total duration:       {go_duration(done['total_duration'])}")
+    if done.get("load_duration"):
+        lines.append(f"load duration:        {go_duration(done['load_duration'])}")
+    if done.get("prompt_eval_count"):
+        lines.append(f"prompt eval count:    {done['prompt_eval_count']} token(s)")
+    if done.get("prompt_eval_duration"):
+        lines.append(f"prompt eval duration: {go_duration(done['prompt_eval_duration'])}")
+        lines.append(f"prompt eval rate:     {done.get('prompt_eval_count', 0) / (done['prompt_eval_duration'] / 1e9):.2f} tokens/s")
+    if done.get("eval_count"):
+        lines.append(f"eval count:           {done['eval_count']} token(s)")
+    if done.get("eval_duration"):
+        lines.append(f"eval duration:        {go_duration(done['eval_duration'])}")
+        lines.append(f"eval rate:            {done.get('eval_count', 0) / (done['eval_duration'] / 1e9):.2f} tokens/s")
+    return "\n".join(lines)
+
+
+def _request(args: argparse.Namespace, prompt: str) -> dict:
+    body: dict = {"model": args.model, "prompt": prompt}
+    if args.format:
+        # As Ollama's CLI: "json", or the text of a JSON Schema sent as JSON.
+        body["format"] = args.format if args.format == "json" else json.loads(args.format)
+    if args.keepalive:
+        parse_go_duration(args.keepalive)  # Go's error for a bad value, before any request
+        body["keep_alive"] = args.keepalive
+    if args.think is not None:
+        if args.think not in THINK_VALUES:
+            raise ValueError(f'invalid value for --think: "{args.think}" (must be true, false, high, medium, low, or max)')
+        body["think"] = {"true": True, "false": False}.get(args.think, args.think)
+    return body
+
+
+def run(args: argparse.Namespace, client: Client) -> int:
+    parts = list(args.prompt)
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        if piped:
+            parts.insert(0, piped)
+    if not parts and sys.stdin.isatty() and sys.stdout.isatty():
+        print("Error: interactive chat is not available in herd yet; give a prompt as an argument or on stdin",
+              file=sys.stderr)
+        return 1
+    try:
+        body = _request(args, " ".join(parts))
+    except ValueError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1
+    show_or_pull(client, args.model, args.insecure)
+    thinking_open = False
+    done: dict = {}
+    for chunk in client.stream("/api/generate", body):
+        if chunk.get("thinking") and not args.hidethinking:
+            if not thinking_open:
+                sys.stdout.write("Thinking...\n")
+                thinking_open = True
+            sys.stdout.write(chunk["thinking"])
+        if chunk.get("response"):
+            if thinking_open:
+                sys.stdout.write("\n...done thinking.\n\n")
+                thinking_open = False
+            sys.stdout.write(chunk["response"])
+        sys.stdout.flush()
+        if chunk.get("done"):
+            done = chunk
+    if body["prompt"]:
+        sys.stdout.write("\n\n")
+        sys.stdout.flush()
+    if args.verbose and done:
+        print(summary(done), file=sys.stderr)
+    return 0
+
+
+def bare_flags_as_true(argv: list[str]) -> list[str]:
+    """``--think`` alone means ``--think=true``: as with cobra, a value needs ``=``, so the next word stays prompt."""
+    return ["--think=true" if word == "--think" else word for word in argv]
+
+
+def add_run_command(commands) -> None:
+    parser = commands.add_parser("run", help="run a model on a prompt")
+    parser.add_argument("model")
+    parser.add_argument("prompt", nargs="*", help="the prompt (stdin, when piped, comes first)")
+    parser.add_argument("--verbose", action="store_true", help="show timings for the response")
+    parser.add_argument("--format", help='response format (e.g. "json")')
+    parser.add_argument("--keepalive", help="how long the model stays loaded (e.g. 5m)")
+    parser.add_argument("--think", help="think before answering: true, false, high, medium, low or max")
+    parser.add_argument("--hidethinking", action="store_true", help="leave the thinking out of the output")
+    parser.add_argument("--nowordwrap", action="store_true", help="do not wrap words (herd never wraps)")
+    parser.add_argument("--insecure", action="store_true", help="use an insecure registry when pulling")
+    parser.set_defaults(func=run)
