@@ -143,3 +143,71 @@ def test_run_pulls_a_missing_model_first_and_reports_what_the_pull_says(server):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
     assert "pulling manifest" in result.stderr
+
+
+class Terminal:
+    """``herd`` on a pseudo-terminal, typed at as a user would."""
+
+    def __init__(self, server, *args: str):
+        import pty
+
+        self.master, slave = pty.openpty()
+        env = dict(os.environ, OLLAMA_HOST=server.base_url.removeprefix("http://"), TERM="dumb")
+        self.process = subprocess.Popen([sys.executable, "-m", "herd.cli.main", *args], env=env,
+                                        stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        self.seen = ""
+
+    def expect(self, text: str, timeout: float = 120) -> str:
+        """Everything printed until ``text`` (which is consumed with it)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.seen:
+            ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no {text!r} in {self.seen[-2000:]!r}")
+            self.seen += os.read(self.master, 65536).decode("utf-8", "replace")
+        before, _, self.seen = self.seen.partition(text)
+        return before
+
+    def type(self, line: str) -> None:
+        os.write(self.master, (line + "\n").encode())
+
+    def say(self, line: str) -> str:
+        """Types ``line`` and returns what comes back before the next prompt."""
+        self.type(line)
+        return self.expect(">>> ")
+
+
+def test_run_without_a_prompt_at_a_terminal_is_a_chat_with_history_and_commands(server):
+    term = Terminal(server, "run", CHAT_MODEL)
+    try:
+        term.expect(">>> ")
+        assert "Set parameter 'num_predict' to '12'" in term.say("/set parameter num_predict 12")
+        assert "Set system message." in term.say("/set system You are a terse assistant.")
+        assert term.say("My name is Ada.").strip() != "My name is Ada."  # the model answered something
+        term.type('"""What is')
+        term.expect("... ")
+        term.say('my name?"""')
+        for line, shown in [
+            ("/set verbose", "Set 'verbose' mode."),
+            ("Thanks.", "eval rate:"),
+            ("/show info", "architecture"),
+            ("/save ada-chat", "Created new model 'ada-chat'"),
+            ("/clear", "Cleared session context"),
+            ("/nonsense", "Unknown command '/nonsense'. Type /? for help"),
+        ]:
+            assert shown in term.say(line)
+        term.type("/bye")
+        assert term.process.wait(timeout=30) == 0
+    finally:
+        if term.process.poll() is None:
+            term.process.kill()
+        os.close(term.master)
+    # The saved session carries the system message, the parameter and the three turns.
+    shown = herd(server, "show", "ada-chat", "--modelfile").stdout
+    assert "You are a terse assistant." in shown and "num_predict 12" in shown
+    assert shown.count("MESSAGE user") == 3 and shown.count("MESSAGE assistant") == 3
+    herd(server, "rm", "ada-chat")

@@ -2,7 +2,8 @@
 
 import pytest
 
-from herd.cli.run import bare_flags_as_true, summary
+from herd.cli.chat import summary
+from herd.cli.run import bare_flags_as_true
 from herd.gofmt import go_duration
 
 
@@ -32,3 +33,12 @@ def test_verbose_summary_is_ollamas_block_without_the_zero_lines():
 def test_a_bare_think_flag_means_true_and_leaves_the_next_word_in_the_prompt():
     assert bare_flags_as_true(["run", "m", "--think", "hello"]) == ["run", "m", "--think=true", "hello"]
     assert bare_flags_as_true(["run", "m", "--think=low"]) == ["run", "m", "--think=low"]
+
+
+def test_set_parameter_values_are_typed_as_the_api_wants_them():
+    from herd.cli.chat import parameter_value
+
+    assert parameter_value("num_predict", ["12"]) == 12
+    assert parameter_value("temperature", ["0.5"]) == 0.5
+    assert parameter_value("stop", ["<|im_end|>", "User:"]) == ["<|im_end|>", "User:"]
+    assert parameter_value("penalize_newline", ["true"]) is True

@@ -11,9 +11,9 @@ import json
 import sys
 
 from herd.cli.api import ApiError, Client
+from herd.cli.chat import Chat, Session, summary
 from herd.cli.commands import ProgressPrinter
 from herd.durations import parse_go_duration
-from herd.gofmt import go_duration
 
 THINK_VALUES = ("true", "false", "high", "medium", "low", "max")
 
@@ -29,26 +29,6 @@ def show_or_pull(client: Client, model: str, insecure: bool) -> dict:
     for line in client.stream("/api/pull", {"model": model, "insecure": insecure}):
         printer.update(line)
     return client.post("/api/show", {"model": model})
-
-
-def summary(done: dict) -> str:
-    """The ``--verbose`` block, line for line as Ollama's ``Metrics.Summary``."""
-    lines = []
-    if done.get("total_duration"):
-        lines.append(f"total duration:       {go_duration(done['total_duration'])}")
-    if done.get("load_duration"):
-        lines.append(f"load duration:        {go_duration(done['load_duration'])}")
-    if done.get("prompt_eval_count"):
-        lines.append(f"prompt eval count:    {done['prompt_eval_count']} token(s)")
-    if done.get("prompt_eval_duration"):
-        lines.append(f"prompt eval duration: {go_duration(done['prompt_eval_duration'])}")
-        lines.append(f"prompt eval rate:     {done.get('prompt_eval_count', 0) / (done['prompt_eval_duration'] / 1e9):.2f} tokens/s")
-    if done.get("eval_count"):
-        lines.append(f"eval count:           {done['eval_count']} token(s)")
-    if done.get("eval_duration"):
-        lines.append(f"eval duration:        {go_duration(done['eval_duration'])}")
-        lines.append(f"eval rate:            {done.get('eval_count', 0) / (done['eval_duration'] / 1e9):.2f} tokens/s")
-    return "\n".join(lines)
 
 
 def _request(args: argparse.Namespace, prompt: str) -> dict:
@@ -72,16 +52,14 @@ def run(args: argparse.Namespace, client: Client) -> int:
         piped = sys.stdin.read()
         if piped:
             parts.insert(0, piped)
-    if not parts and sys.stdin.isatty() and sys.stdout.isatty():
-        print("Error: interactive chat is not available in herd yet; give a prompt as an argument or on stdin",
-              file=sys.stderr)
-        return 1
     try:
         body = _request(args, " ".join(parts))
     except ValueError as error:
         print(f"Error: {error}", file=sys.stderr)
         return 1
     show_or_pull(client, args.model, args.insecure)
+    if not parts and sys.stdin.isatty() and sys.stdout.isatty():
+        return interactive(args, body, client)
     thinking_open = False
     done: dict = {}
     for chunk in client.stream("/api/generate", body):
@@ -109,6 +87,13 @@ def run(args: argparse.Namespace, client: Client) -> int:
 def bare_flags_as_true(argv: list[str]) -> list[str]:
     """``--think`` alone means ``--think=true``: as with cobra, a value needs ``=``, so the next word stays prompt."""
     return ["--think=true" if word == "--think" else word for word in argv]
+
+
+def interactive(args: argparse.Namespace, body: dict, client: Client) -> int:
+    client.post("/api/generate", {k: v for k, v in body.items() if k in ("model", "keep_alive")})  # load it now
+    session = Session(model=args.model, verbose=args.verbose, format=body.get("format", ""), think=body.get("think"),
+                      hide_thinking=args.hidethinking, keep_alive=body.get("keep_alive"))
+    return Chat(session, client).loop()
 
 
 def add_run_command(commands) -> None:
