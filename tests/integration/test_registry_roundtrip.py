@@ -66,3 +66,19 @@ def test_herd_pull_and_push_print_progress(server, registry):
     # Not a terminal: each layer's bar is printed when it starts and when it is complete.
     assert any(line.startswith("pulling ") and "100% ▕" in line for line in lines)
     herd(server, "rm", name)
+
+
+def test_herd_run_pulls_a_model_it_does_not_have_then_answers(server, registry):
+    from tests.integration.test_cli import herd
+
+    name = f"{registry}/herd/run:v1"
+    assert herd(server, "cp", CHAT_MODEL, name).returncode == 0
+    assert herd(server, "push", name, "--insecure").returncode == 0
+    assert herd(server, "rm", name).returncode == 0
+    ran = herd(server, "run", name, "--insecure", "What is the capital of France?")
+    assert ran.returncode == 0, ran.stderr
+    progress = ran.stderr.splitlines()
+    assert progress[0] == "pulling manifest" and progress[-1] == "success"
+    assert ran.stdout.strip()
+    assert name in herd(server, "list").stdout
+    herd(server, "rm", name)
