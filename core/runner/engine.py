@@ -425,17 +425,13 @@ class Engine:
             seq.fail("runner is shutting down")
 
     def _fail_active(self, message: str) -> None:
-        failed, self._active = self._active, []
-        for seq in failed:
-            self._release(seq)
-            # What the failed step left in the cache is unknown: start that slot afresh.
-            llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
-            self._slots[seq.slot].tokens = []
-            seq.fail(message)
+        for seq in list(self._active):
+            self._fail_sequence(seq, message)
 
     def _fail_sequence(self, seq: Sequence, message: str) -> None:
         """Ends one active sequence with an error; its slot starts afresh, as after a failed step."""
         self._active.remove(seq)
+        # What the failed step left in the cache is unknown.
         llama_cpp.llama_memory_seq_rm(self.mem, seq.slot, -1, -1)
         self._slots[seq.slot].tokens = []
         self._release(seq)

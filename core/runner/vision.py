@@ -43,13 +43,13 @@ class ImageError(ValueError):
     """An image that cannot be used; the message is safe to show to clients."""
 
 
-def image_token(data: bytes) -> int:
-    """The pseudo-token that stands for each position of an image in a sequence's token list.
+def image_token(digest: bytes) -> int:
+    """The pseudo-token that stands for each position of an image (``digest``: its sha256) in a sequence.
 
     Negative, so never a real token; derived from the bytes, so a cached prefix is reused only
     up to the first image that differs.
     """
-    return -1 - int.from_bytes(hashlib.sha256(data).digest()[:4], "little") % (1 << 30)
+    return -1 - int.from_bytes(digest[:4], "little") % (1 << 30)
 
 
 @dataclass
@@ -109,15 +109,16 @@ class Projector:
         Thread-safe against :meth:`evaluate` (llama.cpp's server tokenizes on its HTTP threads too).
         """
         bitmap = _decode(data)
+        digest = hashlib.sha256(data).digest()
         try:
-            mtmd_cpp.mtmd_bitmap_set_id(bitmap, hashlib.sha256(data).hexdigest().encode())
+            mtmd_cpp.mtmd_bitmap_set_id(bitmap, digest.hex().encode())
             chunks = mtmd_cpp.mtmd_input_chunks_init()
             try:
                 part = mtmd_cpp.mtmd_input_part(text=None, bitmap=bitmap)
                 parts = (ctypes.POINTER(mtmd_cpp.mtmd_input_part) * 1)(ctypes.pointer(part))
                 if mtmd_cpp.mtmd_tokenize_from_parts(self.ctx, chunks, parts, 1, False) != 0:
                     raise ImageError("failed to process image")
-                return self._pieces(chunks, image_token(data))
+                return self._pieces(chunks, image_token(digest))
             finally:
                 mtmd_cpp.mtmd_input_chunks_free(chunks)
         finally:

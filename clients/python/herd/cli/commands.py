@@ -184,19 +184,21 @@ class ProgressPrinter:
         self.last = status
 
 
-def _transfer(path: str, args: argparse.Namespace, client: Client) -> int:
+def transfer(client: Client, path: str, model: str, insecure: bool) -> None:
+    """A pull or push (``path``), its progress printed as ``ollama`` prints it."""
     printer = ProgressPrinter()
-    for line in client.stream(path, {"model": args.model, "insecure": args.insecure}):
+    for line in client.stream(path, {"model": model, "insecure": insecure}):
         printer.update(line)
-    return 0
 
 
 def pull(args: argparse.Namespace, client: Client) -> int:
-    return _transfer("/api/pull", args, client)
+    transfer(client, "/api/pull", args.model, args.insecure)
+    return 0
 
 
 def push(args: argparse.Namespace, client: Client) -> int:
-    return _transfer("/api/push", args, client)
+    transfer(client, "/api/push", args.model, args.insecure)
+    return 0
 
 
 def add_commands(commands) -> None:

@@ -12,7 +12,7 @@ import sys
 
 from herd.cli.api import ApiError, Client
 from herd.cli.chat import Chat, Session, summary
-from herd.cli.commands import ProgressPrinter
+from herd.cli.commands import transfer
 from herd.durations import parse_go_duration
 
 THINK_VALUES = ("true", "false", "high", "medium", "low", "max")
@@ -25,9 +25,7 @@ def show_or_pull(client: Client, model: str, insecure: bool) -> dict:
     except ApiError as error:
         if error.status != 404:
             raise
-    printer = ProgressPrinter()
-    for line in client.stream("/api/pull", {"model": model, "insecure": insecure}):
-        printer.update(line)
+    transfer(client, "/api/pull", model, insecure)
     return client.post("/api/show", {"model": model})
 
 
