@@ -56,3 +56,16 @@ def test_no_relative_imports_cross_packages():
             tree = ast.parse(path.read_text())
             relative += [str(path) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
     assert relative == []
+
+
+def test_every_package_is_installed():
+    """A wheel holds only the packages pyproject lists: one left out works editable and breaks installed."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {
+        ".".join((name, *init.parent.relative_to(ROOT / folder).parts))
+        for name, folder in setuptools["package-dir"].items()
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    assert on_disk - set(setuptools["packages"]) == set()
