@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import BASE_MODEL, CHAT_MODEL
+from tests.terminal import render
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,7 @@ def test_run_prints_the_streamed_answer_to_a_prompt_argument(server):
     result = herd(server, "run", BASE_MODEL, "The capital of France is", "--keepalive", "1m")
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("\n\n") and result.stdout.strip()
+    assert "\x1b" not in result.stdout  # a pipe is never word-wrapped
 
 
 def test_run_reads_a_piped_prompt_and_verbose_prints_ollamas_timings(server):
@@ -148,11 +150,16 @@ def test_run_pulls_a_missing_model_first_and_reports_what_the_pull_says(server):
 class Terminal:
     """``herd`` on a pseudo-terminal, typed at as a user would."""
 
-    def __init__(self, server, *args: str):
+    def __init__(self, server, *args: str, columns: int = 80):
+        import fcntl
         import pty
+        import struct
+        import termios
 
         self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         env = dict(os.environ, OLLAMA_HOST=server.base_url.removeprefix("http://"), TERM="dumb")
+        env.pop("COLUMNS", None)  # the window size, not the environment, must decide the width
         self.process = subprocess.Popen([sys.executable, "-m", "herd.cli.main", *args], env=env,
                                         stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
@@ -171,6 +178,21 @@ class Terminal:
             self.seen += os.read(self.master, 65536).decode("utf-8", "replace")
         before, _, self.seen = self.seen.partition(text)
         return before
+
+    def read_to_exit(self, timeout: float = 120) -> str:
+        """Everything printed until the program exits."""
+        import select
+
+        self.process.wait(timeout=timeout)
+        while select.select([self.master], [], [], 1)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: the program's end of the terminal is closed
+                break
+            if not data:
+                break
+            self.seen += data.decode("utf-8", "replace")
+        return self.seen
 
     def type(self, line: str) -> None:
         os.write(self.master, (line + "\n").encode())
@@ -211,3 +233,24 @@ def test_run_without_a_prompt_at_a_terminal_is_a_chat_with_history_and_commands(
     assert "You are a terse assistant." in shown and "num_predict 12" in shown
     assert shown.count("MESSAGE user") == 3 and shown.count("MESSAGE assistant") == 3
     herd(server, "rm", "ada-chat")
+
+
+def test_run_wraps_words_at_the_terminal_edge_unless_told_not_to(server, tmp_path):
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {CHAT_MODEL}\nPARAMETER temperature 0\nPARAMETER num_predict 80\n")
+    assert herd(server, "create", "wrap-test", "-f", str(modelfile)).returncode == 0
+    screens = {}
+    try:
+        for flag in ("--keepalive=1m", "--nowordwrap"):
+            term = Terminal(server, "run", "wrap-test", "Describe the sea in a long paragraph.", flag, columns=40)
+            try:
+                screens[flag] = render(term.read_to_exit())
+                assert term.process.returncode == 0
+            finally:
+                os.close(term.master)
+    finally:
+        herd(server, "rm", "wrap-test")
+    wrapped, unwrapped = screens["--keepalive=1m"], screens["--nowordwrap"]
+    assert max(len(line) for line in unwrapped) > 35  # the answer is long enough to need wrapping
+    assert max(len(line) for line in wrapped) <= 35  # the margin: 40 columns less 5
+    assert " ".join(wrapped).split() == " ".join(unwrapped).split()

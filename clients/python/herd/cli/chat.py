@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from herd.cli.api import ApiError, Client
 from herd.cli.commands import show
+from herd.cli.wrap import WordWrap
 from herd.gofmt import go_duration
 
 try:  # line editing where the platform has it
@@ -34,6 +35,8 @@ Use \"\"\" to begin a multi-line message.
 USAGE_SET = """Available Commands:
   /set parameter ...     Set a parameter
   /set system <string>   Set system message
+  /set wordwrap          Enable wordwrap
+  /set nowordwrap        Disable wordwrap
   /set format json       Enable JSON mode
   /set noformat          Disable formatting
   /set verbose           Show LLM stats
@@ -93,6 +96,7 @@ class Session:
     think: object = None
     hide_thinking: bool = False
     keep_alive: str | None = None
+    word_wrap: bool = True
     system: str = ""
     options: dict = field(default_factory=dict)
     messages: list[dict] = field(default_factory=list)
@@ -189,6 +193,9 @@ class Chat:
         elif what == "quiet":
             s.verbose = False
             self.say("Set 'quiet' mode.")
+        elif what in ("wordwrap", "nowordwrap"):
+            s.word_wrap = what == "wordwrap"
+            self.say(f"Set '{what}' mode.")
         elif what == "format":
             if len(words) < 2 or words[1] != "json":
                 self.say("Invalid or missing format. For 'json' mode use '/set format json'")
@@ -273,15 +280,16 @@ class Chat:
         if s.keep_alive:
             body["keep_alive"] = s.keep_alive
         reply, done = [], {}
+        out = WordWrap.for_terminal(self.out, s.word_wrap)
         try:
             for chunk in self.client.stream("/api/chat", body):
                 message = chunk.get("message", {})
                 if message.get("thinking") and not s.hide_thinking:
-                    self.out.write(message["thinking"])
+                    out.write(message["thinking"])
                 if message.get("content"):
                     reply.append(message["content"])
-                    self.out.write(message["content"])
-                self.out.flush()
+                    out.write(message["content"])
+                out.flush()
                 if chunk.get("done"):
                     done = chunk
         except ApiError as error:

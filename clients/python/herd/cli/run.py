@@ -13,6 +13,7 @@ import sys
 from herd.cli.api import ApiError, Client
 from herd.cli.chat import Chat, Session, summary
 from herd.cli.commands import transfer
+from herd.cli.wrap import WordWrap
 from herd.durations import parse_go_duration
 
 THINK_VALUES = ("true", "false", "high", "medium", "low", "max")
@@ -58,25 +59,26 @@ def run(args: argparse.Namespace, client: Client) -> int:
     show_or_pull(client, args.model, args.insecure)
     if not parts and sys.stdin.isatty() and sys.stdout.isatty():
         return interactive(args, body, client)
+    out = WordWrap.for_terminal(sys.stdout, enabled=not args.nowordwrap)
     thinking_open = False
     done: dict = {}
     for chunk in client.stream("/api/generate", body):
         if chunk.get("thinking") and not args.hidethinking:
             if not thinking_open:
-                sys.stdout.write("Thinking...\n")
+                out.write("Thinking...\n")
                 thinking_open = True
-            sys.stdout.write(chunk["thinking"])
+            out.write(chunk["thinking"])
         if chunk.get("response"):
             if thinking_open:
-                sys.stdout.write("\n...done thinking.\n\n")
+                out.write("\n...done thinking.\n\n")
                 thinking_open = False
-            sys.stdout.write(chunk["response"])
-        sys.stdout.flush()
+            out.write(chunk["response"])
+        out.flush()
         if chunk.get("done"):
             done = chunk
     if body["prompt"]:
-        sys.stdout.write("\n\n")
-        sys.stdout.flush()
+        out.write("\n\n")
+        out.flush()
     if args.verbose and done:
         print(summary(done), file=sys.stderr)
     return 0
@@ -90,7 +92,8 @@ def bare_flags_as_true(argv: list[str]) -> list[str]:
 def interactive(args: argparse.Namespace, body: dict, client: Client) -> int:
     client.post("/api/generate", {k: v for k, v in body.items() if k in ("model", "keep_alive")})  # load it now
     session = Session(model=args.model, verbose=args.verbose, format=body.get("format", ""), think=body.get("think"),
-                      hide_thinking=args.hidethinking, keep_alive=body.get("keep_alive"))
+                      hide_thinking=args.hidethinking, keep_alive=body.get("keep_alive"),
+                      word_wrap=not args.nowordwrap)
     return Chat(session, client).loop()
 
 
@@ -103,6 +106,6 @@ def add_run_command(commands) -> None:
     parser.add_argument("--keepalive", help="how long the model stays loaded (e.g. 5m)")
     parser.add_argument("--think", help="think before answering: true, false, high, medium, low or max")
     parser.add_argument("--hidethinking", action="store_true", help="leave the thinking out of the output")
-    parser.add_argument("--nowordwrap", action="store_true", help="do not wrap words (herd never wraps)")
+    parser.add_argument("--nowordwrap", action="store_true", help="do not wrap words at the terminal's edge")
     parser.add_argument("--insecure", action="store_true", help="use an insecure registry when pulling")
     parser.set_defaults(func=run)
