@@ -42,7 +42,7 @@ class HerdClient {
    * @param {{deadline?: Date|number}} [callOptions] leaving the loop early cancels the generation.
    */
   generate(request, callOptions = {}) {
-    return this.inference.Generate(request, callOptions);
+    return cancelledOnExit(this.inference.Generate(request, callOptions));
   }
 
   /**
@@ -50,7 +50,7 @@ class HerdClient {
    * @param {{model: string, messages: {role: string, content: string}[], options?: object}} request
    */
   chat(request, callOptions = {}) {
-    return this.inference.Chat(request, callOptions);
+    return cancelledOnExit(this.inference.Chat(request, callOptions));
   }
 
   /**
@@ -70,6 +70,16 @@ class HerdClient {
 
   close() {
     this.inference.close();
+  }
+}
+
+// grpc-js leaves a call running when its stream is abandoned, so a loop left early would let the server
+// generate to the end; cancelling once the loop is left stops it (after the last message it does nothing).
+async function* cancelledOnExit(call) {
+  try {
+    yield* call;
+  } finally {
+    call.cancel();
   }
 }
 

@@ -30,7 +30,7 @@ class UsageError extends Error {}
 
 function describe(err) {
   const status = Object.keys(grpc.status).find((name) => grpc.status[name] === err.code);
-  return status === undefined ? err.message : `${status}: ${err.details}`;
+  return status === undefined ? err.message : `${status}: ${err.details}`.trim();
 }
 
 async function main() {
