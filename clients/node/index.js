@@ -38,8 +38,9 @@ class HerdClient {
 
   /**
    * Streams a completion: an async iterable of GenerateResponse; the last one has done === true.
+   * Leaving the loop early cancels the generation on the server.
    * @param {{model: string, prompt: string, options?: object, raw?: boolean, format?: string}} request
-   * @param {{deadline?: Date|number}} [callOptions] leaving the loop early cancels the generation.
+   * @param {{deadline?: Date|number}} [callOptions] grpc-js call options.
    */
   generate(request, callOptions = {}) {
     return cancelledOnExit(this.inference.Generate(request, callOptions));
