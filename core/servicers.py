@@ -154,6 +154,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
                 size=m.size,
                 digest=m.digest,
                 details=_details_pb(m),
+                capabilities=self.catalog.capabilities(m),
             )
             for m in self.catalog.list()
         ])

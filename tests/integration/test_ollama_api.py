@@ -29,7 +29,7 @@ def test_unknown_path_and_method(server):
     assert (wrong.status_code, wrong.text) == (405, "405 method not allowed")
 
 
-def test_list_shows_both_bundled_models(client):
+def test_list_shows_both_bundled_models(client, server):
     models = {m.model: m for m in client.list().models}
     assert {CHAT_MODEL, BASE_MODEL} <= set(models)
     chat = models[CHAT_MODEL]
@@ -38,6 +38,10 @@ def test_list_shows_both_bundled_models(client):
     assert chat.details.quantization_level == "Q4_1"
     assert chat.size > 50_000_000 and len(chat.digest) == 64
     assert models[BASE_MODEL].details.family == "gemma3"
+    # As Ollama's /api/tags since it lists capabilities (ollama-python does not parse them yet).
+    listed = {m["model"]: m for m in httpx.get(server.base_url + "/api/tags").json()["models"]}
+    assert listed[CHAT_MODEL]["capabilities"] == ["completion", "tools"]
+    assert listed[BASE_MODEL]["capabilities"] == ["completion"]
 
 
 def test_show_describes_the_chat_model(client):
