@@ -4,11 +4,11 @@ core's series through its Stats RPC."""
 from __future__ import annotations
 
 import grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from herd.metrics import core_metric_families
 from herd.v1 import common_pb2, inference_pb2, models_pb2
 from tests.fake_core import Abort, FakeCore, gateway, run
+from tests.prometheus import labels, requests_counted, samples
 
 STATS = models_pb2.StatsResponse(
     queued_requests=3,
@@ -16,20 +16,6 @@ STATS = models_pb2.StatsResponse(
     runner_restarts={"smollm2:135m": 2},
 )
 UNMATCHED = "unmatched"
-
-
-def samples(text: str) -> dict[tuple[str, frozenset], float]:
-    """Every sample of a scrape, by name and labels."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def requests_counted(scrape: dict, method: str, route: str, status: int) -> float:
-    labels = frozenset({"method": method, "route": route, "status": str(status)}.items())
-    return scrape.get(("herd_http_requests_total", labels), 0.0)
 
 
 def generate_stream(model: str = "smollm2") -> list:
@@ -58,7 +44,7 @@ def test_requests_are_counted_by_route_pattern_and_status():
         assert requests_counted(scrape, "GET", "/api/version", 200) == 2
         assert requests_counted(scrape, "GET", UNMATCHED, 404) == 2
         assert requests_counted(scrape, "HEAD", "/api/blobs/<digest>", 400) == 2
-        counted_routes = {dict(labels)["route"] for name, labels in scrape if name == "herd_http_requests_total"}
+        counted_routes = {dict(series)["route"] for name, series in scrape if name == "herd_http_requests_total"}
         assert counted_routes == {"/api/version", UNMATCHED, "/api/blobs/<digest>"}
 
     run(scenario)
@@ -77,12 +63,12 @@ def test_generation_time_to_first_text_and_speed_are_observed_per_model_on_both_
             response = await client.get("/metrics")
         assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
         scrape = samples(response.text)
-        model = frozenset({"model": "smollm2"}.items())
+        model = labels(model="smollm2")
         assert scrape[("herd_time_to_first_token_seconds_count", model)] == 3
         assert 0 < scrape[("herd_time_to_first_token_seconds_sum", model)] < 10
         assert scrape[("herd_generated_tokens_per_second_count", model)] == 3
         assert scrape[("herd_generated_tokens_per_second_sum", model)] == 30.0  # 20 tokens in 2 s, three times
-        ten_per_second = frozenset({"model": "smollm2", "le": "10.0"}.items())
+        ten_per_second = labels(model="smollm2", le="10.0")
         assert scrape[("herd_generated_tokens_per_second_bucket", ten_per_second)] == 3
 
     run(scenario)
@@ -108,7 +94,7 @@ def test_cores_scheduler_series_come_from_its_stats_call():
         core.unary_answers["Stats"] = STATS
         async with gateway(core) as client:
             scrape = samples((await client.get("/metrics", headers={"X-Request-Id": "scrape-1"})).text)
-        model = frozenset({"model": "smollm2:135m"}.items())
+        model = labels(model="smollm2:135m")
         assert scrape[("herd_core_up", frozenset())] == 1
         assert scrape[("herd_queued_requests", frozenset())] == 3
         assert scrape[("herd_loaded_models", frozenset())] == 1
