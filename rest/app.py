@@ -17,7 +17,7 @@ from sanic.exceptions import MethodNotAllowed, NotFound
 from sanic.response import HTTPResponse
 
 from herd.logs import configure_logging
-from herd.rest import metrics
+from herd.rest import metrics, openapi
 from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
 from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
@@ -149,6 +149,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.blueprint(create_blueprint())
     app.blueprint(create_openai_blueprint())
     app.blueprint(metrics.create_blueprint())
+    app.blueprint(openapi.create_blueprint(settings.version))
     return app
 
 
