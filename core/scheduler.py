@@ -132,6 +132,8 @@ class Scheduler:
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._acquiring = 0  # requests waiting for a model to be loaded or reloaded
+        self._died: set[str] = set()  # models whose runner exited on its own and was not started again yet
+        self._restarts: dict[str, int] = {}
 
     def runner_spec(self, model: StoredModel, options: RunnerOptions) -> RunnerSpec:
         num_ctx = options.num_ctx or self._settings.context_length or DEFAULT_NUM_CTX
@@ -194,6 +196,9 @@ class Scheduler:
                 size = self._estimate(model, spec)
                 await self._make_room(key, size)
                 runner = await self._start_runner(spec)
+                if key in self._died:
+                    self._died.discard(key)
+                    self._restarts[key] = self._restarts.get(key, 0) + 1
                 loaded = LoadedModel(model=model, runner=runner, keep_alive_ns=keep_alive, size=size)
                 self._loaded[key] = loaded
                 log.info("model_loaded", model=key, load_ns=time.perf_counter_ns() - started)
@@ -268,6 +273,10 @@ class Scheduler:
             return
         if loaded.expiry is not None:
             loaded.expiry.cancel()
+        if not loaded.runner.alive:
+            # Nobody stopped it (a crash, the OOM killer): the next load of this model is a restart.
+            self._died.add(key)
+            log.warning("runner_died", model=key)
         await loaded.runner.stop()
         log.info("model_unloaded", model=key)
 
@@ -281,6 +290,10 @@ class Scheduler:
                 loaded.expires_at = None
         far = datetime.max.replace(tzinfo=timezone.utc)
         return sorted(self._loaded.values(), key=lambda m: m.expires_at or far, reverse=True)
+
+    def runner_restarts(self) -> dict[str, int]:
+        """Runners that died and were started again, by model, since this scheduler was made."""
+        return dict(self._restarts)
 
     def is_loaded(self, key: str) -> bool:
         return key in self._loaded

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from herd.core.inference import Inference
+from herd.core.metrics import MetricsExporter
 from herd.core.models import ModelCatalog
 from herd.core.runner.process import start_runner
 from herd.core.scheduler import Scheduler
@@ -46,6 +47,7 @@ class CoreServer:
         self.scheduler = Scheduler(runner_factory, settings)
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
         self.health = health.aio.HealthServicer()
+        self.metrics = MetricsExporter(self.scheduler, settings.metrics_address) if settings.metrics_address else None
         self.port = 0
 
     async def start(self) -> None:
@@ -69,11 +71,15 @@ class CoreServer:
         await self.server.start()
         for name in (*SERVICE_NAMES, ""):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.metrics is not None:
+            self.metrics.start()
         log.info("core_serving", address=self.settings.grpc_address, port=self.port)
 
     async def stop(self) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace=2)
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.scheduler.close()
 
 

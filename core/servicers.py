@@ -140,6 +140,32 @@ def _details_pb(model: StoredModel) -> common_pb2.ModelDetails:
     return common_pb2.ModelDetails(**dataclasses.asdict(model.details()))
 
 
+def _running_pb(scheduler: Scheduler) -> list[models_pb2.RunningModel]:
+    running = []
+    for loaded in scheduler.running():
+        pb = models_pb2.RunningModel(
+            name=loaded.model.short_name,
+            size=loaded.size,
+            size_vram=loaded.runner.info.vram_bytes,
+            digest=loaded.model.digest,
+            details=_details_pb(loaded.model),
+            context_length=loaded.context_length,
+        )
+        if loaded.expires_at is not None:
+            pb.expires_at.FromDatetime(loaded.expires_at)
+        running.append(pb)
+    return running
+
+
+def scheduler_stats(scheduler: Scheduler) -> models_pb2.StatsResponse:
+    """What the Stats RPC and core's Prometheus exporter report."""
+    return models_pb2.StatsResponse(
+        queued_requests=scheduler.queued(),
+        running=_running_pb(scheduler),
+        runner_restarts=scheduler.runner_restarts(),
+    )
+
+
 class ModelsServicer(models_pb2_grpc.ModelsServicer):
     def __init__(self, catalog: ModelCatalog, scheduler: Scheduler):
         self.catalog = catalog
@@ -187,20 +213,11 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
 
     @unary
     async def ListRunning(self, request, context):
-        running = []
-        for loaded in self.scheduler.running():
-            pb = models_pb2.RunningModel(
-                name=loaded.model.short_name,
-                size=loaded.size,
-                size_vram=loaded.runner.info.vram_bytes,
-                digest=loaded.model.digest,
-                details=_details_pb(loaded.model),
-                context_length=loaded.context_length,
-            )
-            if loaded.expires_at is not None:
-                pb.expires_at.FromDatetime(loaded.expires_at)
-            running.append(pb)
-        return models_pb2.ListRunningResponse(models=running)
+        return models_pb2.ListRunningResponse(models=_running_pb(self.scheduler))
+
+    @unary
+    async def Stats(self, request, context):
+        return scheduler_stats(self.scheduler)
 
     @unary
     async def Load(self, request, context):

@@ -42,6 +42,7 @@ class CoreSettings:
     prune: bool = True  # OLLAMA_NOPRUNE turns it off
     max_loaded_models: int = 0  # 0: DEFAULT_MAX_LOADED_MODELS
     max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a runner or a slot, beyond which 503
+    metrics_address: str = ""  # host:port of core's Prometheus exporter; empty: none
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "CoreSettings":
@@ -66,6 +67,8 @@ class CoreSettings:
             values["max_loaded_models"] = max(0, int(loaded))
         if queue := _env(environ, "OLLAMA_MAX_QUEUE"):
             values["max_queue"] = max(0, int(queue))
+        if metrics := _env(environ, "HERD_METRICS_HOST"):
+            values["metrics_address"] = metrics
         if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
             values["import_bundled"] = False
         return cls(**values)

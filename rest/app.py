@@ -17,6 +17,7 @@ from sanic.exceptions import MethodNotAllowed, NotFound
 from sanic.response import HTTPResponse
 
 from herd.logs import configure_logging
+from herd.rest import metrics, openapi
 from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
 from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
@@ -119,6 +120,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     """The gateway app. Without ``channel`` it dials ``settings.core_address`` when it starts."""
     app = Sanic(APP_NAME, configure_logging=False, strict_slashes=True)
     app.config.RESPONSE_TIMEOUT = _RESPONSE_TIMEOUT_S
+    app.ctx.metrics = metrics.GatewayMetrics()
 
     async def open_channel(app: Sanic) -> None:
         await _open_channel(app, settings, channel)
@@ -129,6 +131,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     if settings.api_key:
         app.register_middleware(_api_key_check(settings.api_key), "request")
     app.register_middleware(_send_request_id, "response")
+    app.register_middleware(metrics.count_response, "response")
 
     app.error_handler.add(NotFound, _page_not_found)
     app.error_handler.add(MethodNotAllowed, _method_not_allowed)
@@ -145,6 +148,8 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.add_route(version, "/api/version", methods=["GET", "HEAD"])
     app.blueprint(create_blueprint())
     app.blueprint(create_openai_blueprint())
+    app.blueprint(metrics.create_blueprint())
+    app.blueprint(openapi.create_blueprint(settings.version))
     return app
 
 

@@ -27,11 +27,20 @@ EMPTY_STREAM = "herd core ended the stream without a response"
 # Marks the end of a call that finished cleanly.
 _END = object()
 
+Observer = Callable[[Any], None]
 
-async def _forward(call: grpc.aio.UnaryStreamCall, queue: asyncio.Queue, not_found: str | None) -> None:
+
+def unobserved(message: Any) -> None:
+    """The observer of a stream nobody measures."""
+
+
+async def _forward(
+    call: grpc.aio.UnaryStreamCall, queue: asyncio.Queue, not_found: str | None, observe: Observer
+) -> None:
     """Moves every message of ``call`` into ``queue``, then ``_END`` or the call's ApiError."""
     try:
         async for message in call:
+            observe(message)
             queue.put_nowait(message)
     except grpc.aio.AioRpcError as error:
         queue.put_nowait(error_from_rpc(error, not_found))
@@ -51,8 +60,10 @@ async def stream_ndjson(
     call: grpc.aio.UnaryStreamCall,
     to_chunk: Callable[[Any], dict],
     not_found: str | None = None,
+    observe: Observer = unobserved,
 ) -> None:
-    """Streams ``call`` to the client as NDJSON, one ``to_chunk(message)`` per line.
+    """Streams ``call`` to the client as NDJSON, one ``to_chunk(message)`` per line; ``observe``
+    sees each message as it arrives.
 
     Raises :class:`ApiError` when the call fails before its first message.
     """
@@ -63,6 +74,7 @@ async def stream_ndjson(
         lambda message: _line(to_chunk(message)),
         lambda error: _line({"error": error.message}),
         not_found,
+        observe,
     )
 
 
@@ -72,6 +84,7 @@ async def stream_sse(
     to_events: Callable[[Any], str],
     to_error_event: Callable[[ApiError], str],
     not_found: str | None = None,
+    observe: Observer = unobserved,
 ) -> None:
     """Streams ``call`` as server-sent events, ``to_events(message)`` being the text of a message's
     events (none, one or several); a failure after the first byte is ``to_error_event(error)``, and
@@ -79,7 +92,7 @@ async def stream_sse(
 
     Raises :class:`ApiError` when the call fails before its first message.
     """
-    await _stream(request, call, SSE_CONTENT_TYPE, to_events, to_error_event, not_found)
+    await _stream(request, call, SSE_CONTENT_TYPE, to_events, to_error_event, not_found, observe)
 
 
 async def _stream(
@@ -89,9 +102,10 @@ async def _stream(
     encode: Callable[[Any], str],
     encode_error: Callable[[ApiError], str],
     not_found: str | None,
+    observe: Observer,
 ) -> None:
     queue: asyncio.Queue = asyncio.Queue()
-    reader = asyncio.create_task(_forward(call, queue, not_found))
+    reader = asyncio.create_task(_forward(call, queue, not_found, observe))
     try:
         first = await queue.get()
         if first is _END:
@@ -127,11 +141,12 @@ async def _stream(
         call.cancel()
 
 
-async def drain(call: grpc.aio.UnaryStreamCall, not_found: str | None = None) -> list:
+async def drain(call: grpc.aio.UnaryStreamCall, not_found: str | None = None, observe: Observer = unobserved) -> list:
     """Every message of a streaming call, for ``stream:false``; :class:`ApiError` if it fails."""
     messages = []
     try:
         async for message in call:
+            observe(message)
             messages.append(message)
     except grpc.aio.AioRpcError as error:
         raise error_from_rpc(error, not_found) from None

@@ -88,6 +88,9 @@ class FakeCore(inference_pb2_grpc.InferenceServicer, models_pb2_grpc.ModelsServi
     async def ListRunning(self, request, context):
         return await self._unary("ListRunning", request, context)
 
+    async def Stats(self, request, context):
+        return await self._unary("Stats", request, context)
+
 
 def _free_socket() -> socket.socket:
     sock = socket.socket()

@@ -386,13 +386,23 @@ def _error_message(error: _DecodeError) -> str:
 
 
 class GoType:
-    """A Go type a JSON value is decoded into. ``decode`` never sees ``None`` (Go's no-op)."""
+    """A Go type a JSON value is decoded into. ``decode`` never sees ``None`` (Go's no-op).
+
+    ``schema`` describes what it accepts as JSON Schema, for /openapi.json: named structs are put
+    into ``components`` and referenced.
+    """
 
     go_type: str = ""
     zero: Any = None
 
     def decode(self, value: Any, state: _Decoding, struct: str, path: tuple[str, ...]) -> Any:
         raise NotImplementedError
+
+    def schema(self, components: dict[str, dict]) -> dict:
+        raise NotImplementedError
+
+
+_JSON_TYPES = {str: "string", bool: "boolean"}
 
 
 class _Scalar(GoType):
@@ -404,6 +414,9 @@ class _Scalar(GoType):
             return value
         state.mismatch(value, self.go_type, struct, path)
         return self.zero
+
+    def schema(self, components):
+        return {"type": _JSON_TYPES[self.python_type]}
 
 
 class _Int(GoType):
@@ -424,6 +437,9 @@ class _Int(GoType):
             return 0
         return value
 
+    def schema(self, components):
+        return {"type": "integer", "minimum": self.low, "maximum": self.high}
+
 
 class _Anything(GoType):
     """``any`` or ``json.RawMessage``: every value fits."""
@@ -431,18 +447,25 @@ class _Anything(GoType):
     def decode(self, value, state, struct, path):
         return value
 
+    def schema(self, components):
+        return {}
+
 
 class _Object(GoType):
     """A JSON object kept as a dict (Go maps and structs the gateway passes on whole)."""
 
-    def __init__(self, go_type: str):
+    def __init__(self, go_type: str, values: dict | None = None):
         self.go_type = go_type
+        self._values = values  # the schema of every value, when the map's values have one type
 
     def decode(self, value, state, struct, path):
         if isinstance(value, dict):
             return value
         state.mismatch(value, self.go_type, struct, path)
         return None
+
+    def schema(self, components):
+        return {"type": "object"} if self._values is None else {"type": "object", "additionalProperties": self._values}
 
 
 class _Slice(GoType):
@@ -455,6 +478,9 @@ class _Slice(GoType):
             return None
         element = self.element
         return [element.zero if item is None else element.decode(item, state, struct, path) for item in value]
+
+    def schema(self, components):
+        return {"type": "array", "items": self.element.schema(components)}
 
 
 class GoStruct(GoType):
@@ -479,6 +505,18 @@ class GoStruct(GoType):
                 continue
             decoded[name] = None if item is None else self.fields[name].decode(item, state, self.name, path + (name,))
         return decoded
+
+    def schema(self, components):
+        if not self.name:  # an anonymous struct is written out where it is used
+            return self.object_schema(components)
+        if self.go_type not in components:
+            components[self.go_type] = {}  # taken before the fields, as a struct may hold itself
+            components[self.go_type] = self.object_schema(components)
+        return {"$ref": f"#/components/schemas/{self.go_type}"}
+
+    def object_schema(self, components: dict[str, dict]) -> dict:
+        """Its fields; keys also match case-insensitively and unknown ones are ignored, as in Go."""
+        return {"type": "object", "properties": {key: field.schema(components) for key, field in self.fields.items()}}
 
 
 class _Unmarshaler(GoType):
@@ -507,18 +545,26 @@ class _Unmarshaler(GoType):
             raise _Immediate(error)
         return decoded
 
+    def schema(self, components):
+        # Its Go name is the alias's; the fields are the message's.
+        return self.inner.object_schema(components)
+
 
 class _Custom(GoType):
     """A type whose UnmarshalJSON is a function of the parsed value; errors surface at once."""
 
-    def __init__(self, parse: Callable[[Any], Any]):
+    def __init__(self, parse: Callable[[Any], Any], schema: dict):
         self.parse = parse
+        self._schema = schema
 
     def decode(self, value, state, struct, path):
         try:
             return self.parse(value)
         except ValueError as exc:
             raise _Immediate(str(exc)) from None
+
+    def schema(self, components):
+        return self._schema
 
 
 _BYTE = _Int("uint8", 0, 255)
@@ -543,6 +589,14 @@ class _Bytes(GoType):
             return bytes(0 if item is None else _BYTE.decode(item, state, struct, path) for item in value)
         state.mismatch(value, self.go_type, struct, path)
         return b""
+
+    def schema(self, components):
+        return {
+            "oneOf": [
+                {"type": "string", "contentEncoding": "base64"},
+                {"type": "array", "items": _BYTE.schema(components)},
+            ]
+        }
 
 
 def decode_request(document: Any, struct: GoStruct) -> dict[str, Any]:
@@ -633,6 +687,20 @@ def _arguments(value: Any) -> dict:
     raise ValueError(_TypeMismatch(json_kind(value), "map[string]interface {}").message())
 
 
+class _Options(_Object):
+    """``options`` (and a Modelfile's ``parameters``): a map whose known keys have types of their own."""
+
+    _KIND_SCHEMAS = {
+        "integer": {"type": "integer"},
+        "float32": {"type": "number"},
+        "boolean": {"type": "boolean"},
+        "array": {"type": "array", "items": {"type": "string"}},
+    }
+
+    def schema(self, components):
+        return {"type": "object", "properties": {key: self._KIND_SCHEMAS[kind] for key, (kind, _) in _OPTIONS.items()}}
+
+
 # ---------------------------------------------------------------------------------------------
 # The request structs of api/types.go, as far as the gateway reads them
 
@@ -640,9 +708,12 @@ STRING = _Scalar("string", str, "")
 BOOL = _Scalar("bool", bool, False)
 INT = _Int()
 ANY = _Anything()
-OPTIONS = _Object("map[string]interface {}")
-KEEP_ALIVE = _Custom(keep_alive_ns)
-THINK = _Custom(think_value)
+OPTIONS = _Options("map[string]interface {}")
+KEEP_ALIVE = _Custom(
+    keep_alive_ns,
+    {"type": ["string", "number"], "description": "a Go duration (\"5m\") or seconds; negative keeps the model loaded"},
+)
+THINK = _Custom(think_value, {"oneOf": [{"type": "boolean"}, {"type": "string", "enum": list(_THINK_LEVELS)}]})
 IMAGES = _Slice(_Bytes("api.ImageData"), "[]api.ImageData")
 
 _TOOL_CALL = GoStruct(
@@ -653,7 +724,7 @@ _TOOL_CALL = GoStruct(
         "function": GoStruct(
             "ToolCallFunction",
             "api.ToolCallFunction",
-            {"index": INT, "name": STRING, "arguments": _Custom(_arguments)},
+            {"index": INT, "name": STRING, "arguments": _Custom(_arguments, {"type": "object"})},
         ),
     },
 )
@@ -860,7 +931,7 @@ COPY_REQUEST = GoStruct("CopyRequest", "api.CopyRequest", {"source": STRING, "de
 
 DELETE_REQUEST = GoStruct("DeleteRequest", "api.DeleteRequest", {"model": STRING, "name": STRING})
 
-_STRING_MAP = _Object("map[string]string")
+_STRING_MAP = _Object("map[string]string", STRING.schema({}))
 
 CREATE_REQUEST = GoStruct(
     "CreateRequest",

@@ -15,6 +15,7 @@ from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
 from herd.rest.errors import ApiError, json_response
+from herd.rest.metrics import generation_observer
 from herd.rest.ollama import translate
 from herd.rest.ollama.parsing import parse_json_body
 from herd.rest.request_id import grpc_metadata
@@ -30,9 +31,10 @@ async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_resp
     """Generate and chat alike: NDJSON chunks by default, one aggregated object for ``stream:false``."""
     not_found = f"model '{call.request.model}' not found"
     rpc = rpc_method(call.request, metadata=_metadata(request))
+    observe = generation_observer(request)
     if call.stream:
-        return await stream_ndjson(request, rpc, to_chunk, not_found)
-    return json_response(to_response(await drain(rpc, not_found)))
+        return await stream_ndjson(request, rpc, to_chunk, not_found, observe)
+    return json_response(to_response(await drain(rpc, not_found, observe)))
 
 
 async def generate(request: Request) -> HTTPResponse | None:

@@ -52,6 +52,9 @@ class _Float(GoType):
             return None
         return float(value)
 
+    def schema(self, components):
+        return {"type": "number"}
+
 
 FLOAT64 = _Float("float64", _FLOAT64_MAX)
 FLOAT32 = _Float("float32", _FLOAT32_MAX)

@@ -228,7 +228,7 @@ RESPONSES_REQUEST = GoStruct(
         "background": BOOL,
         "conversation": ANY,
         "include": _Slice(STRING, "[]string"),
-        "input": _Custom(_input),
+        "input": _Custom(_input, {"type": ["string", "array"], "description": "text, or an array of input items"}),
         "instructions": STRING,
         "max_output_tokens": INT,
         "reasoning": GoStruct(

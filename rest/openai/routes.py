@@ -11,6 +11,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.rest.errors import ApiError, exception_handlers, json_response
+from herd.rest.metrics import generation_observer
 from herd.rest.ollama.translate import embed_not_found, show_not_found
 from herd.rest.openai import responses as responses_api
 from herd.rest.openai import translate
@@ -37,10 +38,11 @@ async def _complete(request: Request, call, rpc_method, completion_id: str, stre
     """Chat and text completions alike: SSE events when streaming, else one aggregated object."""
     not_found = _not_found(call.request.model)
     rpc = rpc_method(call.request, metadata=_metadata(request))
+    observe = generation_observer(request)
     if call.stream:
         stream = stream_type(completion_id, call.include_usage)
-        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found)
-    return json_response(aggregate(await drain(rpc, not_found), completion_id))
+        return await stream_sse(request, rpc, stream.events, translate.error_event, not_found, observe)
+    return json_response(aggregate(await drain(rpc, not_found, observe), completion_id))
 
 
 async def chat_completions(request: Request) -> HTTPResponse | None:
@@ -61,10 +63,11 @@ async def responses(request: Request) -> HTTPResponse | None:
     response_id, item_id = responses_api.response_id(), responses_api.message_id()
     not_found = _not_found(call.request.model)
     rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))
+    observe = generation_observer(request)
     if call.stream:
         stream = responses_api.ResponseStream(call.echo, response_id, item_id)
-        return await stream_sse(request, rpc, stream.events, stream.error_event, not_found)
-    messages = await drain(rpc, not_found)
+        return await stream_sse(request, rpc, stream.events, stream.error_event, not_found, observe)
+    messages = await drain(rpc, not_found, observe)
     return json_response(responses_api.response(messages, call.echo, response_id, item_id))
 
 

@@ -98,8 +98,11 @@ def test_models_load_list_running_unload(channel):
     loaded = models.Load(models_pb2.LoadModelRequest(model=CHAT_MODEL), timeout=120)
     assert loaded.model == CHAT_MODEL
     assert CHAT_MODEL in [m.name for m in models.ListRunning(models_pb2.ListRunningRequest()).models]
+    stats = models.Stats(models_pb2.StatsRequest())
+    assert CHAT_MODEL in [m.name for m in stats.running] and stats.queued_requests == 0
     models.Unload(models_pb2.UnloadModelRequest(model=CHAT_MODEL), timeout=60)
     assert CHAT_MODEL not in [m.name for m in models.ListRunning(models_pb2.ListRunningRequest()).models]
+    assert CHAT_MODEL not in [m.name for m in models.Stats(models_pb2.StatsRequest()).running]
     listed = [m.name for m in models.List(models_pb2.ListModelsRequest()).models]
     assert CHAT_MODEL in listed and BASE_MODEL in listed
 

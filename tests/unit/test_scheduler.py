@@ -150,6 +150,21 @@ async def test_a_dead_runner_is_replaced_on_the_next_request():
 
 
 @pytest.mark.anyio
+async def test_only_a_runner_that_died_and_was_started_again_counts_as_a_restart():
+    sched, factory = scheduler()
+    model = FakeModel()
+    await sched.load(model, runner_opts(), None)
+    await sched.load(model, runner_opts(num_ctx=2048), None)  # a reload for other options
+    await sched.unload("m:latest")
+    await sched.load(model, runner_opts(), None)
+    assert sched.runner_restarts() == {}
+    factory.started[-1].alive = False
+    await sched.load(model, runner_opts(), None)
+    assert len(factory.started) == 4
+    assert sched.runner_restarts() == {"m:latest": 1}
+
+
+@pytest.mark.anyio
 async def test_the_least_recently_used_idle_model_is_evicted_at_the_limit():
     sched, factory = scheduler(max_loaded_models=2)
     a, b, c = FakeModel("a:latest"), FakeModel("b:latest"), FakeModel("c:latest")

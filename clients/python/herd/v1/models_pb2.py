@@ -26,13 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from herd.v1 import common_pb2 as herd_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14herd/v1/models.proto\x12\x07herd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14herd/v1/common.proto\"\x13\n\x11ListModelsRequest\"\xa9\x01\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12&\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.herd.v1.ModelSummary\"u\n\x10ShowModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07verbose\x18\x02 \x01(\x08\x12\x13\n\x06system\x18\x03 \x01(\tH\x00\x88\x01\x01\x12!\n\x07options\x18\x04 \x01(\x0b\x32\x10.herd.v1.OptionsB\t\n\x07_system\"-\n\x0cModelMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xc9\x02\n\x11ShowModelResponse\x12\x0f\n\x07license\x18\x01 \x01(\t\x12\x11\n\tmodelfile\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0e\n\x06system\x18\x05 \x01(\t\x12&\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12\'\n\x08messages\x18\x07 \x03(\x0b\x32\x15.herd.v1.ModelMessage\x12\x17\n\x0fmodel_info_json\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\t \x03(\t\x12/\n\x0bmodified_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x0b \x01(\t\x12\x1b\n\x13projector_info_json\x18\x0c \x01(\t\"\x14\n\x12ListRunningRequest\"\xbd\x01\n\x0cRunningModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tsize_vram\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12&\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\x05\"<\n\x13ListRunningResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.herd.v1.RunningModel\"r\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12!\n\x07options\x18\x03 \x01(\x0b\x32\x10.herd.v1.OptionsB\x10\n\x0e_keep_alive_ns\"<\n\x11LoadModelResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x10load_duration_ns\x18\x02 \x01(\x03\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"7\n\x10\x43opyModelRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\"\x13\n\x11\x43opyModelResponse\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\xad\x03\n\x12\x43reateModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\x35\n\x05\x66iles\x18\x03 \x03(\x0b\x32&.herd.v1.CreateModelRequest.FilesEntry\x12;\n\x08\x61\x64\x61pters\x18\x04 \x03(\x0b\x32).herd.v1.CreateModelRequest.AdaptersEntry\x12\x15\n\x08template\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06system\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07license\x18\x07 \x03(\t\x12\x17\n\x0fparameters_json\x18\x08 \x01(\t\x12\'\n\x08messages\x18\t \x03(\x0b\x32\x15.herd.v1.ModelMessage\x12\x10\n\x08quantize\x18\n \x01(\t\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rAdaptersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_templateB\t\n\x07_system\"R\n\x0eProgressUpdate\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x11\n\tcompleted\x18\x04 \x01(\x03\" \n\x0eHasBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"!\n\x0fHasBlobResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\".\n\x0ePutBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\"\n\x0fPutBlobResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"3\n\x10PullModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08insecure\x18\x02 \x01(\x08\"3\n\x10PushModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08insecure\x18\x02 \x01(\x08\x32\x96\x06\n\x06Models\x12?\n\x04List\x12\x1a.herd.v1.ListModelsRequest\x1a\x1b.herd.v1.ListModelsResponse\x12=\n\x04Show\x12\x19.herd.v1.ShowModelRequest\x1a\x1a.herd.v1.ShowModelResponse\x12H\n\x0bListRunning\x12\x1b.herd.v1.ListRunningRequest\x1a\x1c.herd.v1.ListRunningResponse\x12=\n\x04Load\x12\x19.herd.v1.LoadModelRequest\x1a\x1a.herd.v1.LoadModelResponse\x12\x43\n\x06Unload\x12\x1b.herd.v1.UnloadModelRequest\x1a\x1c.herd.v1.UnloadModelResponse\x12=\n\x04\x43opy\x12\x19.herd.v1.CopyModelRequest\x1a\x1a.herd.v1.CopyModelResponse\x12\x43\n\x06\x44\x65lete\x12\x1b.herd.v1.DeleteModelRequest\x1a\x1c.herd.v1.DeleteModelResponse\x12@\n\x06\x43reate\x12\x1b.herd.v1.CreateModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x04Pull\x12\x19.herd.v1.PullModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x04Push\x12\x19.herd.v1.PushModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x07HasBlob\x12\x17.herd.v1.HasBlobRequest\x1a\x18.herd.v1.HasBlobResponse\x12>\n\x07PutBlob\x12\x17.herd.v1.PutBlobRequest\x1a\x18.herd.v1.PutBlobResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14herd/v1/models.proto\x12\x07herd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14herd/v1/common.proto\"\x13\n\x11ListModelsRequest\"\xa9\x01\n\x0cModelSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x0bmodified_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12&\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.herd.v1.ModelSummary\"u\n\x10ShowModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07verbose\x18\x02 \x01(\x08\x12\x13\n\x06system\x18\x03 \x01(\tH\x00\x88\x01\x01\x12!\n\x07options\x18\x04 \x01(\x0b\x32\x10.herd.v1.OptionsB\t\n\x07_system\"-\n\x0cModelMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xc9\x02\n\x11ShowModelResponse\x12\x0f\n\x07license\x18\x01 \x01(\t\x12\x11\n\tmodelfile\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\x12\x10\n\x08template\x18\x04 \x01(\t\x12\x0e\n\x06system\x18\x05 \x01(\t\x12&\n\x07\x64\x65tails\x18\x06 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12\'\n\x08messages\x18\x07 \x03(\x0b\x32\x15.herd.v1.ModelMessage\x12\x17\n\x0fmodel_info_json\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\t \x03(\t\x12/\n\x0bmodified_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04name\x18\x0b \x01(\t\x12\x1b\n\x13projector_info_json\x18\x0c \x01(\t\"\x14\n\x12ListRunningRequest\"\xbd\x01\n\x0cRunningModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tsize_vram\x18\x03 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x04 \x01(\t\x12&\n\x07\x64\x65tails\x18\x05 \x01(\x0b\x32\x15.herd.v1.ModelDetails\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63ontext_length\x18\x07 \x01(\x05\"<\n\x13ListRunningResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.herd.v1.RunningModel\"\x0e\n\x0cStatsRequest\"\xcc\x01\n\rStatsResponse\x12\x17\n\x0fqueued_requests\x18\x01 \x01(\x05\x12&\n\x07running\x18\x02 \x03(\x0b\x32\x15.herd.v1.RunningModel\x12\x43\n\x0frunner_restarts\x18\x03 \x03(\x0b\x32*.herd.v1.StatsResponse.RunnerRestartsEntry\x1a\x35\n\x13RunnerRestartsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"r\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\rkeep_alive_ns\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12!\n\x07options\x18\x03 \x01(\x0b\x32\x10.herd.v1.OptionsB\x10\n\x0e_keep_alive_ns\"<\n\x11LoadModelResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x18\n\x10load_duration_ns\x18\x02 \x01(\x03\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"7\n\x10\x43opyModelRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\"\x13\n\x11\x43opyModelResponse\"#\n\x12\x44\x65leteModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteModelResponse\"\xad\x03\n\x12\x43reateModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\x35\n\x05\x66iles\x18\x03 \x03(\x0b\x32&.herd.v1.CreateModelRequest.FilesEntry\x12;\n\x08\x61\x64\x61pters\x18\x04 \x03(\x0b\x32).herd.v1.CreateModelRequest.AdaptersEntry\x12\x15\n\x08template\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06system\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x0f\n\x07license\x18\x07 \x03(\t\x12\x17\n\x0fparameters_json\x18\x08 \x01(\t\x12\'\n\x08messages\x18\t \x03(\x0b\x32\x15.herd.v1.ModelMessage\x12\x10\n\x08quantize\x18\n \x01(\t\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a/\n\rAdaptersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0b\n\t_templateB\t\n\x07_system\"R\n\x0eProgressUpdate\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x11\n\tcompleted\x18\x04 \x01(\x03\" \n\x0eHasBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"!\n\x0fHasBlobResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\".\n\x0ePutBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\"\n\x0fPutBlobResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"3\n\x10PullModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08insecure\x18\x02 \x01(\x08\"3\n\x10PushModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08insecure\x18\x02 \x01(\x08\x32\xce\x06\n\x06Models\x12?\n\x04List\x12\x1a.herd.v1.ListModelsRequest\x1a\x1b.herd.v1.ListModelsResponse\x12=\n\x04Show\x12\x19.herd.v1.ShowModelRequest\x1a\x1a.herd.v1.ShowModelResponse\x12H\n\x0bListRunning\x12\x1b.herd.v1.ListRunningRequest\x1a\x1c.herd.v1.ListRunningResponse\x12\x36\n\x05Stats\x12\x15.herd.v1.StatsRequest\x1a\x16.herd.v1.StatsResponse\x12=\n\x04Load\x12\x19.herd.v1.LoadModelRequest\x1a\x1a.herd.v1.LoadModelResponse\x12\x43\n\x06Unload\x12\x1b.herd.v1.UnloadModelRequest\x1a\x1c.herd.v1.UnloadModelResponse\x12=\n\x04\x43opy\x12\x19.herd.v1.CopyModelRequest\x1a\x1a.herd.v1.CopyModelResponse\x12\x43\n\x06\x44\x65lete\x12\x1b.herd.v1.DeleteModelRequest\x1a\x1c.herd.v1.DeleteModelResponse\x12@\n\x06\x43reate\x12\x1b.herd.v1.CreateModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x04Pull\x12\x19.herd.v1.PullModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x04Push\x12\x19.herd.v1.PushModelRequest\x1a\x17.herd.v1.ProgressUpdate0\x01\x12<\n\x07HasBlob\x12\x17.herd.v1.HasBlobRequest\x1a\x18.herd.v1.HasBlobResponse\x12>\n\x07PutBlob\x12\x17.herd.v1.PutBlobRequest\x1a\x18.herd.v1.PutBlobResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'herd.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STATSRESPONSE_RUNNERRESTARTSENTRY']._loaded_options = None
+  _globals['_STATSRESPONSE_RUNNERRESTARTSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEMODELREQUEST_FILESENTRY']._loaded_options = None
   _globals['_CREATEMODELREQUEST_FILESENTRY']._serialized_options = b'8\001'
   _globals['_CREATEMODELREQUEST_ADAPTERSENTRY']._loaded_options = None
@@ -55,42 +57,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNNINGMODEL']._serialized_end=1052
   _globals['_LISTRUNNINGRESPONSE']._serialized_start=1054
   _globals['_LISTRUNNINGRESPONSE']._serialized_end=1114
-  _globals['_LOADMODELREQUEST']._serialized_start=1116
-  _globals['_LOADMODELREQUEST']._serialized_end=1230
-  _globals['_LOADMODELRESPONSE']._serialized_start=1232
-  _globals['_LOADMODELRESPONSE']._serialized_end=1292
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1294
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1329
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1331
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1352
-  _globals['_COPYMODELREQUEST']._serialized_start=1354
-  _globals['_COPYMODELREQUEST']._serialized_end=1409
-  _globals['_COPYMODELRESPONSE']._serialized_start=1411
-  _globals['_COPYMODELRESPONSE']._serialized_end=1430
-  _globals['_DELETEMODELREQUEST']._serialized_start=1432
-  _globals['_DELETEMODELREQUEST']._serialized_end=1467
-  _globals['_DELETEMODELRESPONSE']._serialized_start=1469
-  _globals['_DELETEMODELRESPONSE']._serialized_end=1490
-  _globals['_CREATEMODELREQUEST']._serialized_start=1493
-  _globals['_CREATEMODELREQUEST']._serialized_end=1922
-  _globals['_CREATEMODELREQUEST_FILESENTRY']._serialized_start=1805
-  _globals['_CREATEMODELREQUEST_FILESENTRY']._serialized_end=1849
-  _globals['_CREATEMODELREQUEST_ADAPTERSENTRY']._serialized_start=1851
-  _globals['_CREATEMODELREQUEST_ADAPTERSENTRY']._serialized_end=1898
-  _globals['_PROGRESSUPDATE']._serialized_start=1924
-  _globals['_PROGRESSUPDATE']._serialized_end=2006
-  _globals['_HASBLOBREQUEST']._serialized_start=2008
-  _globals['_HASBLOBREQUEST']._serialized_end=2040
-  _globals['_HASBLOBRESPONSE']._serialized_start=2042
-  _globals['_HASBLOBRESPONSE']._serialized_end=2075
-  _globals['_PUTBLOBREQUEST']._serialized_start=2077
-  _globals['_PUTBLOBREQUEST']._serialized_end=2123
-  _globals['_PUTBLOBRESPONSE']._serialized_start=2125
-  _globals['_PUTBLOBRESPONSE']._serialized_end=2159
-  _globals['_PULLMODELREQUEST']._serialized_start=2161
-  _globals['_PULLMODELREQUEST']._serialized_end=2212
-  _globals['_PUSHMODELREQUEST']._serialized_start=2214
-  _globals['_PUSHMODELREQUEST']._serialized_end=2265
-  _globals['_MODELS']._serialized_start=2268
-  _globals['_MODELS']._serialized_end=3058
+  _globals['_STATSREQUEST']._serialized_start=1116
+  _globals['_STATSREQUEST']._serialized_end=1130
+  _globals['_STATSRESPONSE']._serialized_start=1133
+  _globals['_STATSRESPONSE']._serialized_end=1337
+  _globals['_STATSRESPONSE_RUNNERRESTARTSENTRY']._serialized_start=1284
+  _globals['_STATSRESPONSE_RUNNERRESTARTSENTRY']._serialized_end=1337
+  _globals['_LOADMODELREQUEST']._serialized_start=1339
+  _globals['_LOADMODELREQUEST']._serialized_end=1453
+  _globals['_LOADMODELRESPONSE']._serialized_start=1455
+  _globals['_LOADMODELRESPONSE']._serialized_end=1515
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1517
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1552
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1554
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1575
+  _globals['_COPYMODELREQUEST']._serialized_start=1577
+  _globals['_COPYMODELREQUEST']._serialized_end=1632
+  _globals['_COPYMODELRESPONSE']._serialized_start=1634
+  _globals['_COPYMODELRESPONSE']._serialized_end=1653
+  _globals['_DELETEMODELREQUEST']._serialized_start=1655
+  _globals['_DELETEMODELREQUEST']._serialized_end=1690
+  _globals['_DELETEMODELRESPONSE']._serialized_start=1692
+  _globals['_DELETEMODELRESPONSE']._serialized_end=1713
+  _globals['_CREATEMODELREQUEST']._serialized_start=1716
+  _globals['_CREATEMODELREQUEST']._serialized_end=2145
+  _globals['_CREATEMODELREQUEST_FILESENTRY']._serialized_start=2028
+  _globals['_CREATEMODELREQUEST_FILESENTRY']._serialized_end=2072
+  _globals['_CREATEMODELREQUEST_ADAPTERSENTRY']._serialized_start=2074
+  _globals['_CREATEMODELREQUEST_ADAPTERSENTRY']._serialized_end=2121
+  _globals['_PROGRESSUPDATE']._serialized_start=2147
+  _globals['_PROGRESSUPDATE']._serialized_end=2229
+  _globals['_HASBLOBREQUEST']._serialized_start=2231
+  _globals['_HASBLOBREQUEST']._serialized_end=2263
+  _globals['_HASBLOBRESPONSE']._serialized_start=2265
+  _globals['_HASBLOBRESPONSE']._serialized_end=2298
+  _globals['_PUTBLOBREQUEST']._serialized_start=2300
+  _globals['_PUTBLOBREQUEST']._serialized_end=2346
+  _globals['_PUTBLOBRESPONSE']._serialized_start=2348
+  _globals['_PUTBLOBRESPONSE']._serialized_end=2382
+  _globals['_PULLMODELREQUEST']._serialized_start=2384
+  _globals['_PULLMODELREQUEST']._serialized_end=2435
+  _globals['_PUSHMODELREQUEST']._serialized_start=2437
+  _globals['_PUSHMODELREQUEST']._serialized_end=2488
+  _globals['_MODELS']._serialized_start=2491
+  _globals['_MODELS']._serialized_end=3337
 # @@protoc_insertion_point(module_scope)

@@ -112,6 +112,27 @@ class ListRunningResponse(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[RunningModel]
     def __init__(self, models: _Optional[_Iterable[_Union[RunningModel, _Mapping]]] = ...) -> None: ...
 
+class StatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("queued_requests", "running", "runner_restarts")
+    class RunnerRestartsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    QUEUED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    queued_requests: int
+    running: _containers.RepeatedCompositeFieldContainer[RunningModel]
+    runner_restarts: _containers.ScalarMap[str, int]
+    def __init__(self, queued_requests: _Optional[int] = ..., running: _Optional[_Iterable[_Union[RunningModel, _Mapping]]] = ..., runner_restarts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class LoadModelRequest(_message.Message):
     __slots__ = ("model", "keep_alive_ns", "options")
     MODEL_FIELD_NUMBER: _ClassVar[int]

@@ -50,6 +50,11 @@ class ModelsStub:
                 request_serializer=herd_dot_v1_dot_models__pb2.ListRunningRequest.SerializeToString,
                 response_deserializer=herd_dot_v1_dot_models__pb2.ListRunningResponse.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/herd.v1.Models/Stats',
+                request_serializer=herd_dot_v1_dot_models__pb2.StatsRequest.SerializeToString,
+                response_deserializer=herd_dot_v1_dot_models__pb2.StatsResponse.FromString,
+                _registered_method=True)
         self.Load = channel.unary_unary(
                 '/herd.v1.Models/Load',
                 request_serializer=herd_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
@@ -117,6 +122,13 @@ class ModelsServicer:
 
     def ListRunning(self, request, context):
         """Lists the models loaded in runners, longest time remaining first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Reports the scheduler's state for monitoring: queue, loaded models, runner restarts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +214,11 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.ListRunning,
                     request_deserializer=herd_dot_v1_dot_models__pb2.ListRunningRequest.FromString,
                     response_serializer=herd_dot_v1_dot_models__pb2.ListRunningResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=herd_dot_v1_dot_models__pb2.StatsRequest.FromString,
+                    response_serializer=herd_dot_v1_dot_models__pb2.StatsResponse.SerializeToString,
             ),
             'Load': grpc.unary_unary_rpc_method_handler(
                     servicer.Load,
@@ -331,6 +348,33 @@ class Models:
             '/herd.v1.Models/ListRunning',
             herd_dot_v1_dot_models__pb2.ListRunningRequest.SerializeToString,
             herd_dot_v1_dot_models__pb2.ListRunningResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/herd.v1.Models/Stats',
+            herd_dot_v1_dot_models__pb2.StatsRequest.SerializeToString,
+            herd_dot_v1_dot_models__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
