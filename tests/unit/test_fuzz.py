@@ -26,7 +26,8 @@ from herd.rest.openai import responses as openai_responses
 from herd.rest.openai import translate as openai
 from tests.unit.test_gguf import valid_file
 
-FUZZ = settings(derandomize=True, max_examples=300, deadline=None,
+# No example database either: every run, here and in CI, tests exactly the same inputs.
+FUZZ = settings(derandomize=True, database=None, max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # --- GGUF header reader ------------------------------------------------------------------------
@@ -81,7 +82,7 @@ def test_the_mutation_strategy_reaches_both_outcomes(tmp_path: Path) -> None:
     """Guards the property above against a strategy that only ever produces one kind of file."""
     outcomes: set[str] = set()
 
-    @settings(derandomize=True, max_examples=200, deadline=None)
+    @settings(derandomize=True, database=None, max_examples=200, deadline=None)
     @given(data=mutated_gguf())
     def collect(data: bytes) -> None:
         path = tmp_path / "collect.gguf"
@@ -198,13 +199,15 @@ TRANSLATORS: dict[str, Callable[[Any], Any]] = {
 
 @pytest.mark.parametrize("translate", TRANSLATORS.values(), ids=TRANSLATORS.keys())
 def test_any_json_body_translates_or_is_a_4xx_api_error(translate: Callable[[Any], Any]) -> None:
-    @settings(derandomize=True, max_examples=150, deadline=None)
+    @settings(derandomize=True, database=None, max_examples=150, deadline=None)
     @given(body=request_bodies)
     def check(body: Any) -> None:
         try:
             translate(body)
         except ApiError as exc:
-            assert 400 <= exc.status < 500, (exc.status, exc.message)
+            # Ollama answers a `format` that is neither "json" nor an object with a 500; herd keeps that.
+            ollama_format_500 = exc.status == 500 and exc.message.startswith("invalid format: ")
+            assert 400 <= exc.status < 500 or ollama_format_500, (exc.status, exc.message)
 
     check()
 
