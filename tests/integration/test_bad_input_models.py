@@ -181,6 +181,7 @@ def test_hostile_modelfile_template_is_a_clean_400(server, template):
 def test_a_model_llama_cpp_cannot_load_fails_cleanly_and_others_keep_serving(server):
     made = create(server, "no-tensors", files={"model.gguf": upload(server, tiny_llama())}, template="{{ .Prompt }}")
     assert made.status_code == 200, made.text
+    log_size = len(server.log_text())
     for stream in (False, True):
         reply = httpx.post(server.base_url + "/api/generate",
                            json={"model": "no-tensors", "prompt": "Hi", "stream": stream}, timeout=120)
@@ -188,6 +189,7 @@ def test_a_model_llama_cpp_cannot_load_fails_cleanly_and_others_keep_serving(ser
         error = reply.json()["error"]
         assert error.startswith("llama runner process has terminated") or "failed to load" in error, error
         assert str(server.models_dir) not in error and "Traceback" not in error
+    assert runner_log_lines(server, log_size)  # here llama.cpp did try: the other tests' check can see it
     assert "no-tensors" not in {m["name"] for m in httpx.get(server.base_url + "/api/ps").json()["models"]}
     reply = httpx.post(server.base_url + "/api/generate", json={"model": CHAT_MODEL, "prompt": "Hi", "stream": False,
                                                                "options": {"num_predict": 3}}, timeout=120)
