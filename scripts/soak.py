@@ -6,7 +6,8 @@ from: native generate and chat, streamed and not; ``/v1/chat/completions``, stre
 ``/api/embed``; ``/api/show``, ``/api/tags`` and ``/api/ps``. It reports per kind the number of
 requests, errors (a non-200 status or an in-band error line/event) and p50/p99 latency of the
 whole request, and the resident memory (RSS) of the herd processes (``herd serve``, gateway, core
-and runners, summed from /proc) after the warm-up, at its peak and at the end.
+and runners, summed from /proc) after a warm-up of one request of each kind, at its peak and at
+the end.
 
     python scripts/soak.py --clients 8 --minutes 2            # starts herd on a fresh store
     python scripts/soak.py --url http://127.0.0.1:11434 --pid <herd serve pid>   # an existing herd
@@ -133,6 +134,10 @@ async def soak(base: str, pid: int | None, clients: int, seconds: float, model: 
     errors: dict[str, list[str]] = defaultdict(list)
     async with httpx.AsyncClient(base_url=base, timeout=300) as client:
         check(await client.post("/api/generate", json={"model": model, "keep_alive": -1}))  # loaded before timing
+        # One of each kind first, so the baseline already holds what a first use allocates once
+        # (the embedding context, the KV cache's first cells).
+        for warm_up in request_kinds(client, model, random.Random(seed)).values():
+            await warm_up()
         rss = [tree_rss_bytes(pid)] if pid else []
         deadline = time.monotonic() + seconds
 
