@@ -8,7 +8,7 @@ case  input                                                  test
 11    GGUF of 0, 4 (``GGUF``), 23 bytes                       test_hostile_gguf_upload_is_a_clean_400 (+ unit
                                                              tests/unit/test_gguf.py BAD_FILES)
 12    bad magic, version 0/1/4, byte-swapped version          same
-13    n_tensors / n_kv = 2^63-1 or -1: fast, no allocation    same; tests/unit/test_fuzz.py (time, memory) 
+13    n_tensors / n_kv = 2^63-1 or -1: fast, no allocation    same; tests/unit/test_fuzz.py (time, memory)
 14    string of 2^40 bytes or past EOF, array of 2^40         same
 15    duplicate / empty key, value type 13, nested array      same
 16    general.alignment 0, 13, 2^30, typed INT32              same
