@@ -24,7 +24,7 @@ from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, rende
 from herd.core.store.names import InvalidModelName, ModelName
 from herd.core.store.registry import pull_model, push_model
 from herd.core.store.store import BlobUpload, ModelNotFound, StoredModel
-from herd.core.templates.gotemplate import GoTemplate
+from herd.core.templates.prompt import GoPromptTemplate
 from herd.logs import request_id_from_metadata
 from herd.v1 import common_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
 
@@ -263,7 +263,7 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
                 lambda status, digest, total=0, completed=0: progress(
                     {"status": status, "digest": digest, "total": total, "completed": completed}
                 ),
-                check_template=GoTemplate,
+                check_template=GoPromptTemplate,  # parses it and caps its size
             )
         ):
             yield models_pb2.ProgressUpdate(**update)

@@ -226,6 +226,7 @@ class Engine:
         self._cond = threading.Condition()
         self._waiting: deque[Sequence] = deque()
         self._embed_tasks: deque[_EmbedTask] = deque()
+        self._embedded_last = False  # whether the loop's last turn was an embedding
         self._active: list[Sequence] = []
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -410,7 +411,11 @@ class Engine:
                     self._cond.wait()
                 if self._closing:
                     break
-                embed_task = self._embed_tasks.popleft() if self._embed_tasks and not self._active else None
+                # Embeddings take turns with decode steps: waiting for an idle moment starved them
+                # for as long as generations kept arriving, and two in a row would stall the streams.
+                embed_turn = self._embed_tasks and not ((self._active or self._waiting) and self._embedded_last)
+                embed_task = self._embed_tasks.popleft() if embed_turn else None
+                self._embedded_last = embed_task is not None
             try:
                 if embed_task is not None:
                     self._run_embed(embed_task)

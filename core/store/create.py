@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol
 import structlog
 
 from herd.core.store.convert import ConversionError, convert_bert
-from herd.core.store.gguf import GGUFError, GGUFInfo, human_number, read_gguf
+from herd.core.store.gguf import GGUFError, GGUFInfo, NotGGUFError, human_number, read_gguf
 from herd.core.store.manifest import (
     MEDIA_TYPE_ADAPTER,
     MEDIA_TYPE_CONFIG,
@@ -183,8 +183,11 @@ def _uploaded_gguf(store: ModelStore, digest: str, progress: Progress) -> tuple[
     progress("parsing GGUF", "")
     try:
         return path, read_gguf(path)
-    except GGUFError:
+    except NotGGUFError:
         raise CreateError("supplied file was not in GGUF format") from None
+    except GGUFError as exc:
+        # The reason is safe to show (it never names the file) and tells the user what is wrong.
+        raise CreateError(f"invalid model file: {exc}") from None
 
 
 def _layers_from_files(store: ModelStore, files: dict[str, str], progress: Progress) -> tuple[list[Layer], Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import struct
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ MAX_ARRAY_ELEMENTS = 64 << 20
 MAX_TENSOR_DIMS = 4
 MAX_ALIGNMENT = 1 << 20
 DEFAULT_ALIGNMENT = 32
+# llama.cpp's own limits, past which its loader has written or read out of bounds.
+MAX_BLOCK_COUNT = 512  # LLAMA_MAX_LAYERS
+MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME less the terminator
+MAX_TOKEN_BYTES = 64 << 10
 
 _HEADER_BYTES = 24  # magic, version, tensor count, metadata count
 # Smallest possible records, used to reject counts the file cannot hold before looping over them.
@@ -38,6 +43,7 @@ _READ_CHUNK = 4 << 20
 _TYPE_STRING = 8
 _TYPE_ARRAY = 9
 _TYPE_UINT32 = 4
+_TYPE_INT32 = 5
 _SCALAR_FORMATS = {
     0: "B",  # uint8
     1: "b",  # int8
@@ -52,6 +58,13 @@ _SCALAR_FORMATS = {
     12: "d",  # float64
 }
 _FLOAT32 = 6
+
+_TOKENS_KEY = "tokenizer.ggml.tokens"
+# Arrays llama.cpp reads one entry per token, with the element type it reads them as: a narrower
+# type makes it read past the array.
+_PER_TOKEN_ARRAYS = {"tokenizer.ggml.scores": _FLOAT32, "tokenizer.ggml.token_type": _TYPE_INT32}
+_TOKEN_TYPE_BYTE = 6  # llama_token_type LLAMA_TOKEN_TYPE_BYTE
+_BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 # ggml tensor types: id → (name, elements per block, bytes per block), as Ollama's fs/ggml names
 # them. Ids that ggml removed (4, 5, 31–33, 36–38) are absent, so such tensors are rejected.
@@ -137,6 +150,10 @@ _U64 = struct.Struct("<Q")
 
 class GGUFError(ValueError):
     """The file is not a GGUF model this server accepts. The message never names the file."""
+
+
+class NotGGUFError(GGUFError):
+    """The file does not even start as a GGUF file (no ``GGUF`` magic)."""
 
 
 @dataclass(frozen=True)
@@ -278,10 +295,10 @@ class _Parser:
         return self._string_bytes().decode("utf-8", "replace")
 
     def parse(self) -> GGUFInfo:
+        if self._file_size < len(GGUF_MAGIC) or self._bytes(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise NotGGUFError("not a GGUF file")
         if self._file_size < _HEADER_BYTES:
             raise GGUFError("model file is truncated")
-        if self._bytes(4) != GGUF_MAGIC:
-            raise GGUFError("not a GGUF file")
         version = self._u32()
         if version & 0xFFFF == 0 and version != 0:
             raise GGUFError("GGUF file has the wrong byte order")
@@ -293,12 +310,16 @@ class _Parser:
             raise GGUFError("model file declares more entries than it holds")
 
         metadata: dict[str, Any] = {}
+        array_types: dict[str, int] = {}
         for _ in range(kv_count):
-            key, value = self._key_value()
+            key, value, element_type = self._key_value()
             if key in metadata:
                 raise GGUFError(f"duplicate metadata key {_label(key)}")
             metadata[key] = value
+            if element_type is not None:
+                array_types[key] = element_type
         alignment = self._alignment(metadata)
+        _check_llama_limits(metadata, array_types)
 
         tensors: list[TensorInfo] = []
         extents: list[tuple[int, int]] = []
@@ -323,7 +344,8 @@ class _Parser:
             version=version, metadata=metadata, tensors=tensors, alignment=alignment, data_offset=data_offset
         )
 
-    def _key_value(self) -> tuple[str, Any]:
+    def _key_value(self) -> tuple[str, Any, int | None]:
+        """A metadata entry: key, value and, for an array, its element type."""
         raw_key = self._string_bytes()
         if not raw_key:
             raise GGUFError("model file has an empty metadata key")
@@ -335,8 +357,10 @@ class _Parser:
         if key == "general.alignment" and value_type != _TYPE_UINT32:
             raise GGUFError("general.alignment must be a uint32")
         if value_type == _TYPE_ARRAY:
-            return key, self._array()
-        return key, self._scalar(value_type)
+            element_type = self._u32()
+            max_string = MAX_TOKEN_BYTES if key == _TOKENS_KEY else MAX_STRING_BYTES
+            return key, self._array(element_type, max_string), element_type
+        return key, self._scalar(value_type), None
 
     def _scalar(self, value_type: int) -> Any:
         if value_type == _TYPE_STRING:
@@ -352,15 +376,14 @@ class _Parser:
             return _shortest_float32(value)
         return value
 
-    def _array(self) -> list[Any]:
-        element_type = self._u32()
+    def _array(self, element_type: int, max_string: int) -> list[Any]:
         count = self._u64()
         if count > MAX_ARRAY_ELEMENTS:
             raise GGUFError("model file has an array of more than 64 Mi elements")
         if element_type == _TYPE_ARRAY:
             raise GGUFError("model file has nested arrays")
         if element_type == _TYPE_STRING:
-            return self._string_array(count)
+            return self._string_array(count, max_string)
         fmt = _SCALAR_FORMATS.get(element_type)
         if fmt is None:
             raise GGUFError(f"unknown array element type {element_type}")
@@ -372,7 +395,7 @@ class _Parser:
         self._pos += layout.size
         return values
 
-    def _string_array(self, count: int) -> list[str]:
+    def _string_array(self, count: int, max_length: int) -> list[str]:
         if count * 8 > self._remaining():
             raise GGUFError("model file is truncated")
         values: list[str] = []
@@ -387,8 +410,8 @@ class _Parser:
                 buf, pos = self._buf, self._pos
             (length,) = unpack_length(buf, pos)
             pos += 8
-            if length > MAX_STRING_BYTES:
-                raise GGUFError("model file has a string longer than 16 MiB")
+            if length > max_length:
+                raise GGUFError(f"model file has a string longer than {_size_label(max_length)}")
             if pos + length > len(buf):
                 self._pos = pos
                 self._fill(length)
@@ -405,7 +428,10 @@ class _Parser:
         return alignment
 
     def _tensor(self) -> tuple[TensorInfo, int, int]:
-        name = self._string()
+        raw_name = self._string_bytes()
+        name = raw_name.decode("utf-8", "replace")
+        if len(raw_name) > MAX_TENSOR_NAME_BYTES:
+            raise GGUFError(f"tensor {_label(name)} has a name longer than {MAX_TENSOR_NAME_BYTES} bytes")
         dims = self._u32()
         if dims > MAX_TENSOR_DIMS:
             raise GGUFError(f"tensor {_label(name)} has more than {MAX_TENSOR_DIMS} dimensions")
@@ -425,6 +451,42 @@ class _Parser:
             raise GGUFError(f"tensor {_label(name)} rows are not a whole number of {type_name} blocks")
         size = elements // block_elements * block_bytes
         return TensorInfo(name=name, type_name=type_name, shape=shape), offset, size
+
+
+def _check_llama_limits(metadata: dict[str, Any], array_types: dict[str, int]) -> None:
+    """Values llama.cpp trusts as indexes or sizes: layer counts, the vocabulary and token ids into it."""
+    for key, value in metadata.items():
+        if key.endswith(".block_count") and (not _is_int(value) or not 0 <= value <= MAX_BLOCK_COUNT):
+            raise GGUFError(f"{key} must be a layer count no larger than {MAX_BLOCK_COUNT}")
+    tokens = metadata.get(_TOKENS_KEY)
+    if tokens is None:
+        return
+    if array_types.get(_TOKENS_KEY) != _TYPE_STRING:
+        raise GGUFError(f"{_TOKENS_KEY} must be an array of strings")
+    for key, element_type in _PER_TOKEN_ARRAYS.items():
+        if key not in metadata:
+            continue
+        if array_types.get(key) != element_type:
+            raise GGUFError(f"{key} has the wrong element type")
+        if len(metadata[key]) != len(tokens):
+            raise GGUFError(f"{key} does not have one entry per token")
+    for key, value in metadata.items():
+        if key.startswith("tokenizer.ggml.") and key.endswith("_token_id"):
+            if not _is_int(value) or not 0 <= value < len(tokens):
+                raise GGUFError(f"{key} is not a token of the vocabulary")
+    # llama.cpp turns byte tokens into bytes by parsing their hex digits, unchecked.
+    byte_typed = [i for i, kind in enumerate(metadata.get("tokenizer.ggml.token_type", ())) if kind == _TOKEN_TYPE_BYTE]
+    byte_shaped = [token for token in tokens if token.startswith("<0x") and len(token) == 6]
+    if not all(_BYTE_TOKEN.fullmatch(token) for token in (*byte_shaped, *(tokens[i] for i in byte_typed))):
+        raise GGUFError("model file has a malformed byte token")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _size_label(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
 
 
 def _label(name: str) -> str:

@@ -76,7 +76,10 @@ def valid_file() -> bytes:
             kv("general.big", UINT64, struct.pack("<Q", 2**40)),
             kv_u32("general.file_type", 15),
             kv_string_array("tokenizer.ggml.tokens", ["<s>", "é", "x"]),
-            kv("tokenizer.ggml.scores", ARRAY, struct.pack("<IQ3i", INT32, 3, -1, 0, 7)),
+            kv("tokenizer.ggml.scores", ARRAY, struct.pack("<IQ3f", FLOAT32, 3, -1, 0, 7)),
+            kv("tokenizer.ggml.token_type", ARRAY, struct.pack("<IQ3i", INT32, 3, 3, 1, 1)),
+            kv_u32("tokenizer.ggml.eos_token_id", 2),
+            kv_u32("llama.block_count", 512),
         ],
         VALID_TENSORS,
         VALID_DATA,
@@ -111,6 +114,71 @@ def test_reads_a_well_formed_file(tmp_path: Path) -> None:
     assert info.data_offset + len(VALID_DATA) == len(valid_file())
 
 
+def _vocabulary_file(*extra: bytes, tokens: list[str] | None = None) -> bytes:
+    return gguf_file([ARCH, kv_string_array("tokenizer.ggml.tokens", tokens or ["<s>", "a", "b"]), *extra], [])
+
+
+def _int32_array(key: str, values: list[int]) -> bytes:
+    return kv(key, ARRAY, struct.pack(f"<IQ{len(values)}i", INT32, len(values), *values))
+
+
+# What llama.cpp's loader trusts beyond the GGUF format itself (§3 of the security notes).
+BAD_FOR_LLAMA = {
+    "block_count 513": (gguf_file([ARCH, kv_u32("llama.block_count", 513)], []), "llama.block_count"),
+    "vision block_count 2^31": (gguf_file([ARCH, kv_u32("clip.vision.block_count", 2**31)], []), "block_count"),
+    "block_count as a string": (gguf_file([ARCH, kv_str("llama.block_count", "12")], []), "block_count"),
+    "eos id equal to the vocabulary size": (
+        _vocabulary_file(kv_u32("tokenizer.ggml.eos_token_id", 3)),
+        "eos_token_id is not a token",
+    ),
+    "bos id of 2^32-1": (_vocabulary_file(kv_u32("tokenizer.ggml.bos_token_id", 2**32 - 1)), "bos_token_id"),
+    "negative padding id": (
+        _vocabulary_file(kv("tokenizer.ggml.padding_token_id", INT32, struct.pack("<i", -1))),
+        "padding_token_id",
+    ),
+    "token longer than 64 KiB": (_vocabulary_file(tokens=["a", "x" * (64 * 1024 + 1)]), "longer than 64 KiB"),
+    "token length 2^31": (
+        gguf_file([ARCH, kv("tokenizer.ggml.tokens", ARRAY, struct.pack("<IQQ", STRING, 1, 2**31) + b"x" * 64)], []),
+        "longer than 64 KiB",
+    ),
+    "byte token <0x-1>": (_vocabulary_file(tokens=["a", "<0x-1>"]), "malformed byte token"),
+    "byte token <0xZZ>": (_vocabulary_file(tokens=["a", "<0xZZ>"]), "malformed byte token"),
+    "byte-typed token that is not <0xHH>": (
+        _vocabulary_file(_int32_array("tokenizer.ggml.token_type", [1, 6]), tokens=["a", "<0x1FF>"]),
+        "malformed byte token",
+    ),
+    "scores typed uint8": (
+        _vocabulary_file(kv("tokenizer.ggml.scores", ARRAY, struct.pack("<IQ3B", 0, 3, 1, 2, 3))),
+        "scores has the wrong element type",
+    ),
+    "token types typed uint8": (
+        _vocabulary_file(kv("tokenizer.ggml.token_type", ARRAY, struct.pack("<IQ3B", 0, 3, 1, 1, 1))),
+        "token_type has the wrong element type",
+    ),
+    "fewer scores than tokens": (
+        _vocabulary_file(kv("tokenizer.ggml.scores", ARRAY, struct.pack("<IQ2f", FLOAT32, 2, 0, 0))),
+        "one entry per token",
+    ),
+    "tokens not strings": (gguf_file([ARCH, _int32_array("tokenizer.ggml.tokens", [1])], []), "array of strings"),
+    "tensor name of 64 bytes": (gguf_file([ARCH], [tensor_info("t" * 64, (4,))], b"\0" * 32), "name longer than 63"),
+}
+
+
+@pytest.mark.parametrize(("data", "reason"), BAD_FOR_LLAMA.values(), ids=BAD_FOR_LLAMA.keys())
+def test_values_llama_cpp_trusts_are_checked(tmp_path: Path, data: bytes, reason: str) -> None:
+    with pytest.raises(GGUFError, match=reason):
+        read_gguf(write(tmp_path, data))
+
+
+def test_well_formed_byte_tokens_and_ids_inside_the_vocabulary_pass(tmp_path: Path) -> None:
+    data = _vocabulary_file(
+        _int32_array("tokenizer.ggml.token_type", [3, 6, 6]),
+        kv_u32("tokenizer.ggml.unknown_token_id", 0),
+        tokens=["<unk>", "<0x0A>", "<0xff>"],
+    )
+    assert read_gguf(write(tmp_path, data)).metadata["tokenizer.ggml.tokens"][1] == "<0x0A>"
+
+
 def test_smollm2_header() -> None:
     info = read_gguf(locate_smollm2())
     assert info.architecture == "llama"
@@ -143,10 +211,11 @@ def _replace_alignment(value_type: int, payload: bytes) -> bytes:
 
 
 BAD_FILES = {
-    "empty": (b"", "truncated"),
+    "empty": (b"", "not a GGUF file"),
+    "three bytes": (b"GGU", "not a GGUF file"),
     "just the magic (CVE-2024-39720)": (b"GGUF", "truncated"),
     "23 bytes": (valid_file()[:23], "truncated"),
-    "truncated in the metadata": (valid_file()[:200], "truncated"),
+    "truncated in the metadata": (valid_file()[:320], "truncated"),
     "truncated in the tensor infos": (valid_file()[: len(valid_file()) - len(VALID_DATA) - 40], "truncated"),
     "bad magic": (gguf_file([ARCH], [], magic=b"GGML"), "not a GGUF file"),
     "version 0": (gguf_file([ARCH], [], version=0), "version 0"),
