@@ -6,6 +6,8 @@ tracebacks. The gateway turns the status into the HTTP dialect's error.
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 
 from herd.core.store.create import CreateError
@@ -53,4 +55,7 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INTERNAL, f"template error: {exc}"
     if isinstance(exc, (RunnerFailed, RegistryError)):
         return grpc.StatusCode.INTERNAL, str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The OS error's text names the file; only its meaning is the client's business.
+        return grpc.StatusCode.INTERNAL, "no space left on device"
     return grpc.StatusCode.INTERNAL, "internal error"

@@ -18,6 +18,7 @@ rule holds for what the redirect's host name resolves to and again for the addre
 from __future__ import annotations
 
 import enum
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -170,7 +171,14 @@ def _pull_blob(session: _RegistrySession, store: ModelStore, target: _Target, la
         if partial is None:
             report.finish(final.stat().st_size)
             return
-        _download_into(session, target, layer, partial.file, report)
+        try:
+            _download_into(session, target, layer, partial.file, report)
+        except OSError as exc:
+            # On a full disk the partial is given up, so that the space it holds comes back.
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                partial.path.unlink(missing_ok=True)
+                log.warning("blob_abandoned", digest=layer.digest, reason="disk full")
+            raise
         _verify_and_commit(partial, final, layer.digest)
 
 

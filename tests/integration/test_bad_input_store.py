@@ -28,8 +28,7 @@ Cases and where they are tested (``unit:`` names a test in tests/unit):
 - 31: test_store_faults.py::test_a_pull_killed_with_the_server_resumes_after_a_restart;
   unit: test_store.py::test_prune_keeps_partial_downloads_for_a_week
 - 32: unit: test_registry.py::test_two_concurrent_pulls_fetch_each_blob_once
-- 33: unit: test_store.py::test_a_full_disk_during_an_upload_leaves_no_file,
-  test_registry.py::test_a_full_disk_during_a_pull_is_a_clean_error
+- 33: test_a_full_disk_mid_upload_and_mid_pull_is_a_clean_error (mounts a 4 MiB tmpfs: needs root)
 - 34: test_a_model_deleted_while_it_streams_finishes_its_answer
 - 35: test_a_corrupt_manifest_at_startup_hides_one_model_and_stops_gc
 """
@@ -40,6 +39,7 @@ import hashlib
 import http.client
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -358,3 +358,48 @@ class ModelFiles:
         path = self.models / "manifests" / manifest_name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path/models`` on a 4 MiB filesystem of its own, so that writing more fails with ENOSPC."""
+    models = tmp_path / "models"
+    models.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(models)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield tmp_path
+    finally:
+        subprocess.run(["umount", "-l", str(models)], check=True)
+
+
+def test_a_full_disk_mid_upload_and_mid_pull_is_a_clean_error(small_disk: Path, hostile) -> None:
+    big = os.urandom(6 * MiB)
+    big_digest = "sha256:" + hashlib.sha256(big).hexdigest()
+    server = start_server(small_disk, HERD_NO_BUNDLED="1")
+    try:
+        uploaded = httpx.post(f"{server.base_url}/api/blobs/{big_digest}", content=big, timeout=60)
+        assert (uploaded.status_code, uploaded.json()) == (500, {"error": "no space left on device"})
+        assert blob_names(server) == set()
+
+        address, _ = hostile(
+            {
+                "/v2/big/m/manifests/latest": lambda h: reply(h, 200, manifest_bytes(big_digest, len(big))),
+                f"/v2/big/m/blobs/{big_digest}": lambda h: reply(h, 200, big),
+            }
+        )
+        pulled = pull(server, f"{address}/big/m")
+        assert (pulled.status_code, pulled.json()) == (500, {"error": "no space left on device"})
+        assert blob_names(server) == set()
+        assert no_model_stored(server)
+        assert_store_is_consistent(server.models_dir)
+
+        small = b"fits on the disk"
+        small_digest = "sha256:" + hashlib.sha256(small).hexdigest()
+        assert httpx.post(f"{server.base_url}/api/blobs/{small_digest}", content=small).status_code == 201
+        assert httpx.get(server.base_url + "/api/version").status_code == 200
+    finally:
+        stop_server(server)
