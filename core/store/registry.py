@@ -115,12 +115,15 @@ def pull_model(store: ModelStore, name: str, *, insecure: bool, progress: Progre
     progress({"status": "pulling manifest"})
     with _RegistrySession(target) as session:
         manifest = _fetch_manifest(session, target)
-        # Layer.from_json has validated every digest; blob_path validates again before building a path.
-        for layer in (*manifest.layers, manifest.config):
-            _pull_blob(session, store, target, layer, progress)
-    progress({"status": "verifying sha256 digest"})
-    progress({"status": "writing manifest"})
-    if store.write_manifest(target.name, manifest):
+        # A model deleted meanwhile must not take the blobs this pull shares with it.
+        with store.pinned(manifest.digests()):
+            # Layer.from_json has validated every digest; blob_path validates again before building a path.
+            for layer in (*manifest.layers, manifest.config):
+                _pull_blob(session, store, target, layer, progress)
+            progress({"status": "verifying sha256 digest"})
+            progress({"status": "writing manifest"})
+            removed = store.write_manifest(target.name, manifest)
+    if removed:
         progress({"status": "removing unused layers"})
     log.info("model_pulled", model=str(target.name), layers=len(manifest.layers))
     progress({"status": "success"})

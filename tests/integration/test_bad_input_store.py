@@ -29,7 +29,8 @@ Cases and where they are tested (``unit:`` names a test in tests/unit):
   unit: test_store.py::test_prune_keeps_partial_downloads_for_a_week
 - 32: unit: test_registry.py::test_two_concurrent_pulls_fetch_each_blob_once
 - 33: test_a_full_disk_mid_upload_and_mid_pull_is_a_clean_error (mounts a 4 MiB tmpfs: needs root)
-- 34: test_a_model_deleted_while_it_streams_finishes_its_answer
+- 34: test_a_model_deleted_while_it_streams_finishes_its_answer;
+  unit: test_registry.py::test_deleting_a_model_mid_pull_keeps_the_blobs_the_pull_shares_with_it
 - 35: test_a_corrupt_manifest_at_startup_hides_one_model_and_stops_gc
 """
 

@@ -574,3 +574,31 @@ def test_addresses_are_placed_from_the_internet_inward() -> None:
         assert scope(ipaddress.ip_address(loopback)) is registry_module._Scope.LOOPBACK, loopback
     for never in ("169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "240.0.0.1", "::ffff:169.254.169.254"):
         assert scope(ipaddress.ip_address(never)) is None, never
+
+
+def test_deleting_a_model_mid_pull_keeps_the_blobs_the_pull_shares_with_it(tmp_path: Path, hostile) -> None:
+    store = ModelStore(tmp_path)
+    old = make_model(store, "old", b"weights both models have")
+    shared = old.layers[0]
+    own_bytes = b"weights only the new model has"
+    own_digest = "sha256:" + hashlib.sha256(own_bytes).hexdigest()
+    manifest = Manifest(config=old.config, layers=[shared, Layer(MEDIA_TYPE_MODEL, own_digest, len(own_bytes))])
+
+    def own_blob_after_deleting_old(handler: BaseHTTPRequestHandler) -> None:
+        store.delete("old")  # lands after the pull found the shared blob stored, before its manifest
+        reply(handler, 200, own_bytes)
+
+    address, _ = hostile(
+        {
+            "/v2/ns/new/manifests/latest": lambda h: reply(h, 200, manifest.to_json_bytes()),
+            f"/v2/ns/new/blobs/{own_digest}": own_blob_after_deleting_old,
+        }
+    )
+    pull_model(store, f"{address}/ns/new", insecure=True, progress=lambda line: None)
+
+    with pytest.raises(ModelNotFound):
+        store.get("old")
+    assert store.get(f"{address}/ns/new").manifest == manifest
+    for layer in (*manifest.layers, manifest.config):
+        assert store.blob_path(layer.digest).is_file()
+    assert not store.blob_path(old.layers[1].digest).exists()  # the template only the deleted model used
