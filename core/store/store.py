@@ -110,10 +110,7 @@ class ModelStore:
     def list_models(self) -> list[StoredModel]:
         """Every readable model, newest manifest first; unreadable manifests are logged and skipped."""
         models = []
-        # Hidden names (our temporary files) do not match "*".
-        for path in self.manifests_dir.glob("*/*/*/*"):
-            if path.is_dir():
-                continue
+        for path in self._manifest_files():
             relative = path.relative_to(self.manifests_dir).parts
             try:
                 name = ModelName(*relative)
@@ -225,15 +222,26 @@ class ModelStore:
                     removed += 1
             except OSError as exc:
                 log.warning("prune_failed", blob=name, error=exc.strerror)
+        for path in self.manifests_dir.glob(f"*/*/*/{_TEMP_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError as exc:
+                log.warning("prune_failed", manifest=path.name, error=exc.strerror)
         log.info("blobs_pruned", removed=removed)
         return removed
+
+    def _manifest_files(self) -> Iterator[Path]:
+        # pathlib's "*" matches hidden names too: those are manifest writes a crash cut short.
+        for path in self.manifests_dir.glob("*/*/*/*"):
+            if not path.name.startswith(".") and not path.is_dir():
+                yield path
 
     def _referenced_digests(self) -> set[str] | None:
         """Every digest a manifest names, or None when some manifest cannot be read."""
         digests: set[str] = set()
-        for path in self.manifests_dir.glob("*/*/*/*"):
-            if path.is_dir():
-                continue
+        for path in self._manifest_files():
             try:
                 manifest = self._load(ModelName(*path.relative_to(self.manifests_dir).parts), path).manifest
             except (InvalidModelName, CorruptManifest, OSError):

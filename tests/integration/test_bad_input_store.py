@@ -26,8 +26,11 @@ Cases and where they are tested (``unit:`` names a test in tests/unit):
 - 9: test_create_reads_no_server_path_device_fifo_or_symlink
 - 10: test_create_file_names_cannot_leave_the_model_directory
 - 31: test_store_faults.py::test_a_pull_killed_with_the_server_resumes_after_a_restart;
-  unit: test_store.py::test_prune_keeps_partial_downloads_for_a_week
-- 32: unit: test_registry.py::test_two_concurrent_pulls_fetch_each_blob_once
+  unit: test_registry.py::test_a_pull_killed_at_a_commit_point_leaves_a_consistent_store_and_resumes,
+  test_store.py::test_a_manifest_write_killed_before_its_rename_stops_neither_listing_nor_pruning,
+  test_store.py::test_prune_keeps_partial_downloads_for_a_week
+- 32: unit: test_registry.py::test_two_concurrent_pulls_fetch_each_blob_once,
+  test_registry.py::test_two_processes_pulling_into_one_store_fetch_each_blob_once
 - 33: test_a_full_disk_mid_upload_and_mid_pull_is_a_clean_error (mounts a 4 MiB tmpfs: needs root)
 - 34: test_a_model_deleted_while_it_streams_finishes_its_answer;
   unit: test_registry.py::test_deleting_a_model_mid_pull_keeps_the_blobs_the_pull_shares_with_it

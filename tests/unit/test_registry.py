@@ -7,7 +7,9 @@ import hashlib
 import io
 import ipaddress
 import json
+import multiprocessing
 import os
+import signal
 import threading
 import time
 import tracemalloc
@@ -32,6 +34,7 @@ from herd.core.store.manifest import (
 from herd.core.store.names import ModelName
 from herd.core.store.registry import ManifestNotFound, RegistryError, pull_model, push_model
 from herd.core.store.store import ModelNotFound, ModelStore
+from tests.integration.test_store_faults import assert_store_is_consistent
 from tests.registry_server import (  # noqa: F401  (registry: the fixture)
     Recorder,
     Seen,
@@ -602,3 +605,100 @@ def test_deleting_a_model_mid_pull_keeps_the_blobs_the_pull_shares_with_it(tmp_p
     for layer in (*manifest.layers, manifest.config):
         assert store.blob_path(layer.digest).is_file()
     assert not store.blob_path(old.layers[1].digest).exists()  # the template only the deleted model used
+
+
+# Processes: a pull killed at its commit points, and two processes pulling into one store.
+
+
+def in_child(work: Callable[[], None]) -> int:
+    """Runs ``work`` in a forked process; returns its exit code (negative: the signal that ended it)."""
+    process = multiprocessing.get_context("fork").Process(target=work)
+    process.start()
+    process.join(timeout=120)
+    return process.exitcode
+
+
+def killed_when_renaming(is_target: Callable[[Path], bool], work: Callable[[], None]) -> Callable[[], None]:
+    """``work`` with SIGKILL in place of the rename that would commit what ``is_target`` picks."""
+
+    def run() -> None:
+        real_replace = os.replace
+
+        def replace(source: Any, destination: Any) -> None:
+            if is_target(Path(destination)):
+                os.kill(os.getpid(), signal.SIGKILL)
+            real_replace(source, destination)
+
+        os.replace = replace
+        work()
+
+    return run
+
+
+@pytest.mark.parametrize("commit_point", ["blob", "manifest"])
+def test_a_pull_killed_at_a_commit_point_leaves_a_consistent_store_and_resumes(
+    tmp_path: Path,
+    registry: str,  # noqa: F811
+    counting_proxy: tuple[str, Recorder],
+    commit_point: str,
+) -> None:
+    source = ModelStore(tmp_path / "a")
+    manifest = make_model(source, f"{registry}/herd/killed", os.urandom(MiB))
+    push_model(source, f"{registry}/herd/killed", insecure=True, progress=lambda line: None)
+    proxy, recorder = counting_proxy
+    name = f"{proxy}/herd/killed"
+    target = ModelStore(tmp_path / "b")
+    weights = manifest.layers[0]
+    # The weights layer is pulled first: "blob" kills it verified but not yet renamed to its address.
+    is_target = {
+        "blob": lambda path: path.name == weights.digest.replace(":", "-"),
+        "manifest": lambda path: path.parent.name == "killed",
+    }[commit_point]
+
+    exit_code = in_child(
+        killed_when_renaming(is_target, lambda: pull_model(target, name, insecure=True, progress=lambda line: None))
+    )
+
+    assert exit_code == -signal.SIGKILL
+    with pytest.raises(ModelNotFound):
+        target.get(name)
+    assert_store_is_consistent(target.root)
+    fetched_before = len(recorder.blob_gets(weights.digest))
+    assert fetched_before == 1
+    pull_model(target, name, insecure=True, progress=lambda line: None)
+    assert len(recorder.blob_gets(weights.digest)) == fetched_before  # the kept bytes were used, not fetched again
+    assert target.get(name).manifest == manifest
+    assert_store_is_consistent(target.root)
+    assert not [path for path in target.blobs_dir.iterdir() if path.name.startswith(".")]
+
+
+def test_two_processes_pulling_into_one_store_fetch_each_blob_once(
+    tmp_path: Path,
+    registry: str,  # noqa: F811
+    counting_proxy: tuple[str, Recorder],
+) -> None:
+    source = ModelStore(tmp_path / "a")
+    manifest = make_model(source, f"{registry}/herd/twice", os.urandom(2 * MiB))
+    push_model(source, f"{registry}/herd/twice", insecure=True, progress=lambda line: None)
+    proxy, recorder = counting_proxy
+    recorder.delay_per_chunk_s = 0.01  # long enough for both processes to be mid-pull together
+    target_root = tmp_path / "b"
+    start = multiprocessing.get_context("fork").Barrier(2)
+
+    def pull() -> None:
+        start.wait()
+        pull_model(ModelStore(target_root), f"{proxy}/herd/twice", insecure=True, progress=lambda line: None)
+
+    processes = [multiprocessing.get_context("fork").Process(target=pull) for _ in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+
+    assert [process.exitcode for process in processes] == [0, 0]
+    target = ModelStore(target_root)
+    for layer in (*manifest.layers, manifest.config):
+        assert len(recorder.blob_gets(layer.digest)) == 1, layer.media_type
+    assert target.get(f"{proxy}/herd/twice").manifest == manifest
+    assert_store_is_consistent(target_root)
+    assert not [path for path in target.blobs_dir.iterdir() if path.name.startswith(".")]
