@@ -721,7 +721,9 @@ def test_a_manifest_write_killed_before_its_rename_stops_neither_listing_nor_pru
     store = ModelStore(tmp_path)
     kept_digest, _ = store.add_blob_bytes(b"layer")
     config_digest, _ = store.add_blob_bytes(b"{}")
-    manifest = Manifest(config=Layer(MEDIA_TYPE_CONFIG, config_digest, 2), layers=[Layer(MEDIA_TYPE_MODEL, kept_digest, 5)])
+    manifest = Manifest(
+        config=Layer(MEDIA_TYPE_CONFIG, config_digest, 2), layers=[Layer(MEDIA_TYPE_MODEL, kept_digest, 5)]
+    )
     store.write_manifest(ModelName.parse("m"), manifest)
     # What a kill -9 between the temporary manifest's fsync and its rename leaves beside the real one.
     stray = tmp_path / "manifests" / "registry.ollama.ai" / "library" / "m" / ".tmp-k1ll3d"
