@@ -298,7 +298,8 @@ def _push_blob(session: _RegistrySession, store: ModelStore, target: _Target, la
         location = started.headers.get("docker-upload-location") or started.headers.get("location")
         if started.status_code != 202 or not location:
             raise RegistryError(f"registry did not start an upload of blob {layer.digest}")
-    upload_url = started.url.join(location).copy_merge_params({"digest": layer.digest})
+    # The upload location is a redirect by another name: it may name another host, held to the same rule.
+    upload_url = session.follow_location(started.url, location).copy_merge_params({"digest": layer.digest})
 
     def chunks() -> Iterator[bytes]:
         sent = 0
@@ -418,7 +419,7 @@ class _RegistrySession:
                 return response
             location = response.headers["location"]
             response.close()
-            url = self._redirect_target(url, location)
+            url = self.follow_location(url, location)
         raise RegistryError("registry redirected too many times")
 
     def _transport(self, request: httpx.Request) -> httpx.Response:
@@ -429,7 +430,7 @@ class _RegistrySession:
         except httpx.TransportError:
             raise RegistryError(f"cannot reach registry {self._target.host}") from None
 
-    def _redirect_target(self, url: httpx.URL, location: str) -> httpx.URL:
+    def follow_location(self, url: httpx.URL, location: str) -> httpx.URL:
         """Where a redirect leads, refusing a scheme downgrade and internal addresses of other hosts."""
         try:
             target = url.join(location)

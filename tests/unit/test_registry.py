@@ -702,3 +702,19 @@ def test_two_processes_pulling_into_one_store_fetch_each_blob_once(
     assert target.get(f"{proxy}/herd/twice").manifest == manifest
     assert_store_is_consistent(target_root)
     assert not [path for path in target.blobs_dir.iterdir() if path.name.startswith(".")]
+
+
+def test_a_push_is_not_sent_to_an_upload_location_inside(tmp_path: Path, hostile) -> None:
+    store = ModelStore(tmp_path)
+    make_model(store, "m", b"weights to keep private")
+    address, recorder = hostile(
+        {
+            "/v2/evil/m/blobs/uploads/": lambda h: reply(
+                h, 202, b"", {"Location": "http://169.254.169.254/latest/user-data"}
+            ),
+        }
+    )
+    store.copy("m", f"{address}/evil/m")
+    with pytest.raises(RegistryError, match="^registry redirected to an internal address$"):
+        push_model(store, f"{address}/evil/m", insecure=True, progress=lambda line: None)
+    assert not [seen for seen in recorder.requests if seen.method == "PUT"]
