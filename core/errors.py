@@ -37,8 +37,20 @@ class ServerBusy(Exception):
         return "server busy, please try again.  maximum pending requests exceeded"
 
 
+# gRPC sends the message percent-encoded in a trailer, and a call whose metadata passes 8 KiB breaks
+# instead of failing with its status: 512 characters stay below that even at 12 bytes each.
+_MAX_MESSAGE_CHARS = 512
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status and message for a domain error."""
+    """The gRPC status and message for a domain error; a message that echoes a huge input is cut short."""
+    code, message = _status_and_message(exc)
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
+    return code, message
+
+
+def _status_and_message(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ModelNotFound):
         return grpc.StatusCode.NOT_FOUND, f"model '{exc.name}' not found"
     if isinstance(exc, InvalidModelName):
