@@ -11,10 +11,10 @@ import errno
 import grpc
 
 from herd.core.store.create import CreateError
-from herd.core.store.manifest import InvalidDigest
+from herd.core.store.manifest import CorruptManifest, InvalidDigest
 from herd.core.store.names import InvalidModelName
 from herd.core.store.registry import RegistryError
-from herd.core.store.store import DigestMismatch, ModelNotFound
+from herd.core.store.store import CorruptModel, DigestMismatch, ModelNotFound
 from herd.core.templates.gotemplate import TemplateError
 
 
@@ -65,8 +65,10 @@ def _status_and_message(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, TemplateError):
         return grpc.StatusCode.INTERNAL, f"template error: {exc}"
-    if isinstance(exc, (RunnerFailed, RegistryError)):
+    if isinstance(exc, (RunnerFailed, RegistryError, CorruptModel)):
         return grpc.StatusCode.INTERNAL, str(exc)
+    if isinstance(exc, CorruptManifest):
+        return grpc.StatusCode.INTERNAL, f"model manifest is corrupt: {exc}"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         # The OS error's text names the file; only its meaning is the client's business.
         return grpc.StatusCode.INTERNAL, "no space left on device"
