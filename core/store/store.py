@@ -388,7 +388,10 @@ class BlobUpload:
             self.abort()
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # flushing bytes about to be deleted fails on a full disk; the file still goes
         if os.path.exists(self._temp_name):
             os.unlink(self._temp_name)
 
