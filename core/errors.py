@@ -6,13 +6,15 @@ tracebacks. The gateway turns the status into the HTTP dialect's error.
 
 from __future__ import annotations
 
+import errno
+
 import grpc
 
 from herd.core.store.create import CreateError
-from herd.core.store.manifest import InvalidDigest
+from herd.core.store.manifest import CorruptManifest, InvalidDigest
 from herd.core.store.names import InvalidModelName
 from herd.core.store.registry import RegistryError
-from herd.core.store.store import DigestMismatch, ModelNotFound
+from herd.core.store.store import CorruptModel, DigestMismatch, ModelNotFound
 from herd.core.templates.gotemplate import TemplateError
 
 
@@ -35,8 +37,20 @@ class ServerBusy(Exception):
         return "server busy, please try again.  maximum pending requests exceeded"
 
 
+# gRPC sends the message percent-encoded in a trailer, and a call whose metadata passes 8 KiB breaks
+# instead of failing with its status: 512 characters stay below that even at 12 bytes each.
+_MAX_MESSAGE_CHARS = 512
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The gRPC status and message for a domain error."""
+    """The gRPC status and message for a domain error; a message that echoes a huge input is cut short."""
+    code, message = _status_and_message(exc)
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
+    return code, message
+
+
+def _status_and_message(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ModelNotFound):
         return grpc.StatusCode.NOT_FOUND, f"model '{exc.name}' not found"
     if isinstance(exc, InvalidModelName):
@@ -51,6 +65,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
     if isinstance(exc, TemplateError):
         return grpc.StatusCode.INTERNAL, f"template error: {exc}"
-    if isinstance(exc, (RunnerFailed, RegistryError)):
+    if isinstance(exc, (RunnerFailed, RegistryError, CorruptModel)):
         return grpc.StatusCode.INTERNAL, str(exc)
+    if isinstance(exc, CorruptManifest):
+        return grpc.StatusCode.INTERNAL, f"model manifest is corrupt: {exc}"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The OS error's text names the file; only its meaning is the client's business.
+        return grpc.StatusCode.INTERNAL, "no space left on device"
     return grpc.StatusCode.INTERNAL, "internal error"

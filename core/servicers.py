@@ -295,12 +295,21 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
     @unary
     async def PutBlob(self, request_iterator, context):
         upload = None
+        failed: OSError | None = None
         try:
             async for chunk in request_iterator:
                 if upload is None:
                     upload = BlobUpload(self.catalog.store, expected=chunk.digest)
-                if chunk.data:
-                    await asyncio.to_thread(upload.write, chunk.data)
+                if chunk.data and failed is None:
+                    try:
+                        await asyncio.to_thread(upload.write, chunk.data)
+                    except OSError as exc:
+                        # Aborting while the client still sends reaches it as gRPC's own "Internal error
+                        # from Core", so the rest is read and dropped and the status goes out after it.
+                        failed = exc
+                        upload.abort()
+            if failed is not None:
+                raise failed
             if upload is None:
                 raise InvalidRequest("no blob was sent")
             created = await asyncio.to_thread(upload.commit)

@@ -259,7 +259,8 @@ def _layer_files(repo: _Repo, endpoint: str | None, cache_dir: Path) -> dict[str
             continue
         if file.size is not None and file.size > _MAX_TEXT_FILE_BYTES:
             raise RegistryError(f"pull model manifest: the repository's {filename} file is too large")
-        data = _download(repo, filename, endpoint, cache_dir).read_bytes()[: _MAX_TEXT_FILE_BYTES + 1]
+        with open(_download(repo, filename, endpoint, cache_dir), "rb") as file:
+            data = file.read(_MAX_TEXT_FILE_BYTES + 1)
         if len(data) > _MAX_TEXT_FILE_BYTES:
             raise RegistryError(f"pull model manifest: the repository's {filename} file is too large")
         texts[filename] = data.decode("utf-8", "replace")

@@ -8,17 +8,24 @@ resumed with an HTTP Range request by the next one. The partial is ``flock``ed w
 two pulls of one blob, in one process or in two, download it once.
 
 Tokens go only to the registry's own host: a ``WWW-Authenticate`` realm on another host is refused
-(CVE-2025-51471) and a redirect to another host is followed without credentials.
+(CVE-2025-51471) and a redirect to another host is followed without credentials. A redirect may not
+lead further inside than the registry itself is (see ``_address_scope``): a public registry cannot
+send the pull to a private, loopback or link-local address (a cloud metadata service at
+169.254.169.254), while a registry on this machine, as in tests, may redirect to this machine. The
+rule holds for what the redirect's host name resolves to and again for the address actually reached.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import fcntl
 import hashlib
 import ipaddress
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -44,6 +51,9 @@ _MAX_TOKEN_BYTES = 64 << 10
 _MAX_ERROR_BYTES = 4 << 10
 _MAX_ERROR_TEXT = 512
 _MAX_REDIRECTS = 10
+# A manifest, token or error body that trickles in slower than this is dropped: the per-read
+# timeout alone lets a registry hold a pull open forever with a byte every few seconds.
+_SMALL_BODY_DEADLINE_S = 60.0
 _CHUNK_BYTES = 256 << 10
 # At most one progress line per blob in this interval (besides the first and the last).
 _PROGRESS_INTERVAL_S = 0.1
@@ -105,12 +115,15 @@ def pull_model(store: ModelStore, name: str, *, insecure: bool, progress: Progre
     progress({"status": "pulling manifest"})
     with _RegistrySession(target) as session:
         manifest = _fetch_manifest(session, target)
-        # Layer.from_json has validated every digest; blob_path validates again before building a path.
-        for layer in (*manifest.layers, manifest.config):
-            _pull_blob(session, store, target, layer, progress)
-    progress({"status": "verifying sha256 digest"})
-    progress({"status": "writing manifest"})
-    if store.write_manifest(target.name, manifest):
+        # A model deleted meanwhile must not take the blobs this pull shares with it.
+        with store.pinned(manifest.digests()):
+            # Layer.from_json has validated every digest; blob_path validates again before building a path.
+            for layer in (*manifest.layers, manifest.config):
+                _pull_blob(session, store, target, layer, progress)
+            progress({"status": "verifying sha256 digest"})
+            progress({"status": "writing manifest"})
+            removed = store.write_manifest(target.name, manifest)
+    if removed:
         progress({"status": "removing unused layers"})
     log.info("model_pulled", model=str(target.name), layers=len(manifest.layers))
     progress({"status": "success"})
@@ -145,15 +158,11 @@ def _fetch_manifest(session: _RegistrySession, target: _Target) -> Manifest:
         response = session.send(
             "GET", target.url("manifests", target.name.tag), headers={"Accept": MEDIA_TYPE_MANIFEST}
         )
+        with closing(response):
+            return Manifest.from_json_bytes(_read_bounded(response, _MAX_MANIFEST_BYTES, "manifest"))
     except _NotFound:
         raise ManifestNotFound() from None
-    except RegistryError as exc:
-        raise RegistryError(f"pull model manifest: {exc}") from None
-    with closing(response):
-        data = _read_bounded(response, _MAX_MANIFEST_BYTES, "manifest")
-    try:
-        return Manifest.from_json_bytes(data)
-    except CorruptManifest as exc:
+    except (RegistryError, CorruptManifest) as exc:
         raise RegistryError(f"pull model manifest: {exc}") from None
 
 
@@ -165,7 +174,14 @@ def _pull_blob(session: _RegistrySession, store: ModelStore, target: _Target, la
         if partial is None:
             report.finish(final.stat().st_size)
             return
-        _download_into(session, target, layer, partial.file, report)
+        try:
+            _download_into(session, target, layer, partial.file, report)
+        except OSError as exc:
+            # On a full disk the partial is given up, so that the space it holds comes back.
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                partial.path.unlink(missing_ok=True)
+                log.warning("blob_abandoned", digest=layer.digest, reason="disk full")
+            raise
         _verify_and_commit(partial, final, layer.digest)
 
 
@@ -282,7 +298,8 @@ def _push_blob(session: _RegistrySession, store: ModelStore, target: _Target, la
         location = started.headers.get("docker-upload-location") or started.headers.get("location")
         if started.status_code != 202 or not location:
             raise RegistryError(f"registry did not start an upload of blob {layer.digest}")
-    upload_url = started.url.join(location).copy_merge_params({"digest": layer.digest})
+    # The upload location is a redirect by another name: it may name another host, held to the same rule.
+    upload_url = session.follow_location(started.url, location).copy_merge_params({"digest": layer.digest})
 
     def chunks() -> Iterator[bytes]:
         sent = 0
@@ -333,6 +350,8 @@ class _RegistrySession:
     def __init__(self, target: _Target) -> None:
         self._target = target
         self._token: str | None = None
+        # How far inside the registry's own address is; redirects may lead no further in.
+        self._registry_scope = _Scope.PUBLIC
         # Redirects are followed by hand, so credentials never leave the registry's host; identity
         # encoding keeps the byte bounds on what arrives, not on what it inflates to.
         self._client = httpx.Client(
@@ -395,11 +414,12 @@ class _RegistrySession:
                 method, url, headers=request_headers, content=body() if body is not None else None
             )
             response = self._transport(request)
+            self._check_reached_address(response)
             if not (follow_redirects and response.is_redirect):
                 return response
             location = response.headers["location"]
             response.close()
-            url = self._redirect_target(url, location)
+            url = self.follow_location(url, location)
         raise RegistryError("registry redirected too many times")
 
     def _transport(self, request: httpx.Request) -> httpx.Response:
@@ -410,7 +430,7 @@ class _RegistrySession:
         except httpx.TransportError:
             raise RegistryError(f"cannot reach registry {self._target.host}") from None
 
-    def _redirect_target(self, url: httpx.URL, location: str) -> httpx.URL:
+    def follow_location(self, url: httpx.URL, location: str) -> httpx.URL:
         """Where a redirect leads, refusing a scheme downgrade and internal addresses of other hosts."""
         try:
             target = url.join(location)
@@ -418,9 +438,30 @@ class _RegistrySession:
             raise RegistryError("registry sent an invalid redirect") from None
         if target.scheme not in ("http", "https") or (url.scheme == "https" and target.scheme == "http"):
             raise RegistryError("registry redirected to an insecure or unsupported location")
-        if _host_of(target) != self._target.host and _is_internal_address(target.host):
-            raise RegistryError("registry redirected to an internal address")
+        if _host_of(target) != self._target.host:
+            for address in _resolve(target):
+                self._require_reachable(address)
         return target
+
+    def _check_reached_address(self, response: httpx.Response) -> None:
+        """Learns the registry's scope from its own answers; holds other hosts to it (DNS may have changed)."""
+        address = _peer_address(response)
+        if _host_of(response.url) == self._target.host:
+            scope = _address_scope(address) if address is not None else None
+            self._registry_scope = scope if scope is not None else _Scope.PUBLIC
+            return
+        try:
+            self._require_reachable(address)
+        except RegistryError:
+            response.close()
+            raise
+
+    def _require_reachable(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> None:
+        # An address that cannot be told is held to the strictest rule: only a public registry's.
+        scope = _address_scope(address) if address is not None else None
+        if scope is None or scope > self._registry_scope:
+            log.warning("redirect_refused", registry=self._target.host, address=str(address))
+            raise RegistryError("registry redirected to an internal address")
 
     def _fetch_token(self, challenge: str) -> str:
         """A bearer token from the challenge's realm, which must be on the registry's own host."""
@@ -457,13 +498,17 @@ def _read_bounded(response: httpx.Response, limit: int, what: str, truncate: boo
     """At most ``limit`` bytes of the body; more is an error unless ``truncate``."""
     _require_identity_encoding(response)
     data = bytearray()
+    deadline = time.monotonic() + _SMALL_BODY_DEADLINE_S
     try:
-        for chunk in response.iter_raw(_CHUNK_BYTES):
+        # Each read as it arrives: a chunk size would have httpx wait for that many bytes first.
+        for chunk in response.iter_raw():
             data += chunk
             if len(data) > limit:
                 if truncate:
                     return bytes(data[:limit])
                 raise RegistryError(f"registry sent a {what} that is too large")
+            if time.monotonic() > deadline:
+                raise RegistryError(f"registry took too long to send a {what}")
     except httpx.TransportError:
         raise RegistryError(f"registry connection broke while reading a {what}") from None
     return bytes(data)
@@ -480,10 +525,48 @@ def _host_of(url: httpx.URL) -> str:
     return url.netloc.decode("ascii").lower()
 
 
-def _is_internal_address(host: str) -> bool:
-    """True for an IP literal that only reaches this machine, its network or a cloud metadata service."""
+class _Scope(enum.IntEnum):
+    """How far inside an address is, from the internet to this machine."""
+
+    PUBLIC = 0
+    PRIVATE = 1
+    LOOPBACK = 2
+
+
+def _address_scope(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> _Scope | None:
+    """The address's scope, or None for one that no redirect may reach, from any registry.
+
+    Link-local addresses are where cloud metadata services answer (169.254.169.254); unspecified,
+    multicast and reserved addresses are never a download server.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # Before the reserved ranges: IPv6's ::/8 holds ::1.
+    if address.is_loopback:
+        return _Scope.LOOPBACK
+    if address.is_link_local or address.is_unspecified or address.is_multicast or address.is_reserved:
+        return None
+    if not address.is_global:
+        return _Scope.PRIVATE
+    return _Scope.PUBLIC
+
+
+def _resolve(url: httpx.URL) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``url``'s host stands for; none when it does not resolve here (then no connection is
+    made, or a proxy resolves it, and the address reached is checked instead)."""
     try:
-        address = ipaddress.ip_address(host)
+        infos = socket.getaddrinfo(url.host, url.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+
+
+def _peer_address(response: httpx.Response) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer:
+        return None
+    try:
+        return ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
     except ValueError:
-        return False
-    return address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
+        return None

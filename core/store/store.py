@@ -16,8 +16,9 @@ import stat
 import tempfile
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -102,14 +103,14 @@ class ModelStore:
         self.manifests_dir = self.root / "manifests"
         self._gguf_cache: OrderedDict[str, GGUFInfo] = OrderedDict()
         self._gguf_cache_lock = threading.Lock()
+        # Blobs an unfinished pull has stored or will store; no manifest names them yet.
+        self._pinned: Counter[str] = Counter()
+        self._pinned_lock = threading.Lock()
 
     def list_models(self) -> list[StoredModel]:
         """Every readable model, newest manifest first; unreadable manifests are logged and skipped."""
         models = []
-        # Hidden names (our temporary files) do not match "*".
-        for path in self.manifests_dir.glob("*/*/*/*"):
-            if path.is_dir():
-                continue
+        for path in self._manifest_files():
             relative = path.relative_to(self.manifests_dir).parts
             try:
                 name = ModelName(*relative)
@@ -176,6 +177,23 @@ class ModelStore:
         log.info("manifest_removed", model=str(model.name))
         self._remove_unreferenced(model.manifest.digests())
 
+    @contextmanager
+    def pinned(self, digests: Iterable[str]) -> Iterator[None]:
+        """Keeps ``digests``' blobs from being removed as unused by this process until the block ends."""
+        held = list(digests)
+        with self._pinned_lock:
+            self._pinned.update(held)
+        try:
+            yield
+        finally:
+            with self._pinned_lock:
+                self._pinned.subtract(held)
+                self._pinned += Counter()  # drops the counts that reached zero
+
+    def _is_pinned(self, digest: str) -> bool:
+        with self._pinned_lock:
+            return self._pinned[digest] > 0
+
     def prune(self, grace_s: float) -> int:
         """Removes blobs no manifest names and abandoned temporary files, if older than ``grace_s``.
 
@@ -192,7 +210,8 @@ class ModelStore:
         removed = 0
         for path in self.blobs_dir.glob("*") if self.blobs_dir.is_dir() else ():
             name = path.name
-            is_orphan = name.startswith("sha256-") and name.replace("-", ":", 1) not in referenced
+            digest = name.replace("-", ":", 1)
+            is_orphan = name.startswith("sha256-") and digest not in referenced and not self._is_pinned(digest)
             try:
                 mtime = path.stat().st_mtime
                 if (
@@ -203,15 +222,26 @@ class ModelStore:
                     removed += 1
             except OSError as exc:
                 log.warning("prune_failed", blob=name, error=exc.strerror)
+        for path in self.manifests_dir.glob(f"*/*/*/{_TEMP_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except OSError as exc:
+                log.warning("prune_failed", manifest=path.name, error=exc.strerror)
         log.info("blobs_pruned", removed=removed)
         return removed
+
+    def _manifest_files(self) -> Iterator[Path]:
+        # pathlib's "*" matches hidden names too: those are manifest writes a crash cut short.
+        for path in self.manifests_dir.glob("*/*/*/*"):
+            if not path.name.startswith(".") and not path.is_dir():
+                yield path
 
     def _referenced_digests(self) -> set[str] | None:
         """Every digest a manifest names, or None when some manifest cannot be read."""
         digests: set[str] = set()
-        for path in self.manifests_dir.glob("*/*/*/*"):
-            if path.is_dir():
-                continue
+        for path in self._manifest_files():
             try:
                 manifest = self._load(ModelName(*path.relative_to(self.manifests_dir).parts), path).manifest
             except (InvalidModelName, CorruptManifest, OSError):
@@ -225,7 +255,7 @@ class ModelStore:
         if referenced is None:
             log.warning("blobs_kept", reason="an unreadable manifest may still need them")
             return set()
-        unused = digests - referenced
+        unused = {digest for digest in digests - referenced if not self._is_pinned(digest)}
         for digest in unused:
             self.blob_path(digest).unlink(missing_ok=True)
         return unused
@@ -358,7 +388,10 @@ class BlobUpload:
             self.abort()
 
     def abort(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # flushing bytes about to be deleted fails on a full disk; the file still goes
         if os.path.exists(self._temp_name):
             os.unlink(self._temp_name)
 

@@ -715,3 +715,24 @@ def test_prune_keeps_partial_downloads_for_a_week(tmp_path):
     _age(stale, 8 * 24 * 3600)
     store.prune(grace_s=3600)
     assert recent.exists() and not stale.exists()
+
+
+def test_a_manifest_write_killed_before_its_rename_stops_neither_listing_nor_pruning(tmp_path):
+    store = ModelStore(tmp_path)
+    kept_digest, _ = store.add_blob_bytes(b"layer")
+    config_digest, _ = store.add_blob_bytes(b"{}")
+    manifest = Manifest(
+        config=Layer(MEDIA_TYPE_CONFIG, config_digest, 2), layers=[Layer(MEDIA_TYPE_MODEL, kept_digest, 5)]
+    )
+    store.write_manifest(ModelName.parse("m"), manifest)
+    # What a kill -9 between the temporary manifest's fsync and its rename leaves beside the real one.
+    stray = tmp_path / "manifests" / "registry.ollama.ai" / "library" / "m" / ".tmp-k1ll3d"
+    stray.write_bytes(manifest.to_json_bytes()[:20])
+    orphan, _ = store.add_blob_bytes(b"old orphan")
+    for path in (store.blob_path(orphan), stray):
+        _age(path, 7200)
+
+    assert [model.name.tag for model in store.list_models()] == ["latest"]
+    assert store.prune(grace_s=3600) == 2
+    assert not store.blob_path(orphan).exists() and not stray.exists()
+    assert store.get("m").manifest == manifest
