@@ -21,6 +21,11 @@ PRUNE_GRACE_S = 3600
 # core: on 2 cores one message per token cost 10-15 % of decode speed, one per 50 ms (20 a
 # second, still smooth to read) about 4 % (scripts/bench.py).
 DEFAULT_STREAM_INTERVAL_MS = 50.0
+# Above the gateway's 100 MiB body limit, so that any body the gateway takes fits in one message.
+DEFAULT_GRPC_MAX_MESSAGE_BYTES = 128 << 20
+# A prompt is refused above this many bytes before it is tokenized: a 1M-token context is ~4 MiB of text.
+DEFAULT_MAX_PROMPT_BYTES = 16 << 20
+DEFAULT_MAX_MESSAGES = 10_000
 
 
 def _env(environ, name: str) -> str:
@@ -42,6 +47,12 @@ class CoreSettings:
     prune: bool = True  # OLLAMA_NOPRUNE turns it off
     max_loaded_models: int = 0  # 0: DEFAULT_MAX_LOADED_MODELS
     max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a runner or a slot, beyond which 503
+    api_key: str = ""  # HERD_API_KEY: every call but health checks wants it
+    tls_cert: str = ""  # HERD_GRPC_TLS_CERT and HERD_GRPC_TLS_KEY (PEM files): serve gRPC over TLS
+    tls_key: str = ""
+    grpc_max_message_bytes: int = DEFAULT_GRPC_MAX_MESSAGE_BYTES
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
+    max_messages: int = DEFAULT_MAX_MESSAGES
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "CoreSettings":
@@ -68,4 +79,14 @@ class CoreSettings:
             values["max_queue"] = max(0, int(queue))
         if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
             values["import_bundled"] = False
+        values["api_key"] = _env(environ, "HERD_API_KEY")
+        values["tls_cert"] = _env(environ, "HERD_GRPC_TLS_CERT")
+        values["tls_key"] = _env(environ, "HERD_GRPC_TLS_KEY")
+        for name, variable in (
+            ("grpc_max_message_bytes", "HERD_GRPC_MAX_MESSAGE_BYTES"),
+            ("max_prompt_bytes", "HERD_MAX_PROMPT_BYTES"),
+            ("max_messages", "HERD_MAX_MESSAGES"),
+        ):
+            if (text := _env(environ, variable)) and int(text) > 0:
+                values[name] = int(text)
         return cls(**values)

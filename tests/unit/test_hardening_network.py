@@ -1,0 +1,215 @@
+"""The pure pieces of the network defences and limits: origins, hosts, the key comparison, depth."""
+
+from __future__ import annotations
+
+import ipaddress
+import statistics
+import time
+
+import pytest
+
+from herd.auth import bearer_matches, is_loopback_host
+from herd.core.errors import InvalidRequest
+from herd.core.limits import RequestLimits
+from herd.rest.errors import ApiError
+from herd.rest.ollama.parsing import json_depth, parse_json_body
+from herd.rest.security import BadOrigin, OriginPolicy, default_origins, ip_is_allowed, is_local_name, request_host
+from herd.v1 import inference_pb2
+from tests.fake_core import FakeCore, gateway, run
+
+
+def policy(extra: str = "") -> OriginPolicy:
+    return OriginPolicy.from_origins(default_origins(extra))
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["http://localhost", "https://localhost:3000", "http://127.0.0.1:8080", "http://0.0.0.0:1", "app://obsidian.md",
+     "file://", "tauri://localhost", "vscode-webview://1234", "vscode-file://vscode-app"],
+)
+def test_ollama_default_origins_are_allowed(origin):
+    assert policy().allows(origin)
+
+
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "http://localhost.evil.example", "http://127.0.0.1.evil", "null", "HTTP://LOCALHOST"]
+)
+def test_other_origins_are_not(origin):
+    assert not policy().allows(origin)
+
+
+def test_ollama_origins_entries_and_wildcards():
+    configured = policy("https://chat.example,https://*.trusted.example,chrome-extension://*")
+    assert configured.allows("https://chat.example")
+    assert configured.allows("https://a.trusted.example")
+    assert configured.allows("chrome-extension://abcdef")
+    assert not configured.allows("https://trusted.example.evil")
+    assert not configured.allows("https://chat.example.evil")
+
+
+def test_a_star_allows_every_origin():
+    assert policy("*").allow_all and policy("*").allows("https://anything.example")
+
+
+@pytest.mark.parametrize(("entry", "message"), [("evil.example", "bad origin"), ("https://*.*.example", "only one *")])
+def test_origins_ollama_refuses_to_start_with(entry, message):
+    with pytest.raises(BadOrigin, match=message):
+        policy(entry)
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [("localhost:11434", "localhost"), ("[::1]:11434", "::1"), ("[::1]", "[::1]"), ("evil.example", "evil.example")],
+)
+def test_request_host_splits_as_go_does(header, host):
+    assert request_host(header) == host
+
+
+@pytest.mark.parametrize(
+    ("ip", "allowed"),
+    [("127.0.0.1", True), ("127.8.9.1", True), ("::1", True), ("::ffff:127.0.0.1", True), ("10.0.0.1", True),
+     ("172.16.5.4", True), ("192.168.0.9", True), ("fd00::1", True), ("0.0.0.0", True), ("::", True),
+     ("203.0.113.7", False), ("8.8.8.8", False), ("169.254.169.254", False), ("100.64.0.1", False),
+     ("198.51.100.2", True)],
+)
+def test_ip_hosts_as_ollama_allows_them(ip, allowed):
+    # 198.51.100.2 stands for one of this machine's own addresses.
+    assert ip_is_allowed(ipaddress.ip_address(ip), lambda: {"198.51.100.2"}) is allowed
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"),
+    [("", True), ("localhost", True), ("LOCALHOST", True), ("mybox", True), ("MyBox", True), ("a.localhost", True),
+     ("printer.local", True), ("svc.internal", True), ("evil.example", False), ("localhost.evil.example", False),
+     ("internal", False), ("local", False)],
+)
+def test_names_as_ollama_allows_them(name, allowed):
+    assert is_local_name(name, "mybox") is allowed
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("::1", True), ("[::1]", True),
+                                                ("localhost", True), ("0.0.0.0", False), ("10.1.1.1", False)])
+def test_loopback_binds(host, loopback):
+    assert is_loopback_host(host) is loopback
+
+
+def test_bearer_key_comparison():
+    key = b"s3cret"
+    assert bearer_matches("Bearer s3cret", key)
+    assert bearer_matches("bearer s3cret", key)
+    assert not bearer_matches("Bearer s3cre", key)
+    assert not bearer_matches("Basic s3cret", key)
+    assert not bearer_matches(None, key)
+    assert not bearer_matches("Bearer s3crét", key)
+
+
+def test_a_wrong_first_byte_takes_as_long_as_a_wrong_last_byte():
+    """A key checked byte by byte would tell an attacker how much of a guess is right."""
+    key = b"k" * (1 << 20)
+    wrong_first = "Bearer x" + "k" * ((1 << 20) - 1)
+    wrong_last = "Bearer " + "k" * ((1 << 20) - 1) + "x"
+
+    def median_ns(header: str) -> float:
+        samples = []
+        for _ in range(30):
+            started = time.perf_counter_ns()
+            bearer_matches(header, key)
+            samples.append(time.perf_counter_ns() - started)
+        return statistics.median(samples)
+
+    ratio = median_ns(wrong_first) / median_ns(wrong_last)
+    assert 0.5 < ratio < 2, ratio
+
+
+def test_json_depth():
+    assert json_depth(1) == 0
+    assert json_depth([]) == 1
+    assert json_depth({"a": [{"b": []}], "c": 1}) == 4
+    nested: list = []
+    for _ in range(4999):
+        nested = [nested]
+    assert json_depth(nested) == 5000
+
+
+@pytest.mark.parametrize("depth", [129, 2000, 100_000])
+def test_bodies_nested_too_deep_are_refused(depth):
+    with pytest.raises(ApiError) as caught:
+        parse_json_body(b'{"a": ' + b"[" * depth + b"]" * depth + b"}")
+    assert (caught.value.status, caught.value.message) == (400, "exceeded max depth")
+
+
+def test_nesting_within_the_limit_and_brackets_in_strings_are_fine():
+    assert json_depth(parse_json_body(b"[" * 128 + b"]" * 128)) == 128
+    assert parse_json_body(b'{"prompt": "' + b"[{" * 5000 + b'"}') == {"prompt": "[{" * 5000}
+
+
+def test_prompt_bytes_are_counted_in_utf8():
+    limits = RequestLimits(max_prompt_bytes=10, max_messages=2)
+    limits.check_generate(inference_pb2.GenerateRequest(prompt="éééé", system="ab"))  # 8 + 2 bytes
+    with pytest.raises(InvalidRequest, match="prompt too long: 11 bytes, the limit is 10"):
+        limits.check_generate(inference_pb2.GenerateRequest(prompt="ééééé", suffix="a"))
+
+
+def test_messages_are_counted_and_their_text_summed():
+    limits = RequestLimits(max_prompt_bytes=10, max_messages=2)
+    message = inference_pb2.Message(role="user", content="12345")
+    limits.check_chat(inference_pb2.ChatRequest(messages=[message, message]))
+    with pytest.raises(InvalidRequest, match="too many messages: 3, the limit is 2"):
+        limits.check_chat(inference_pb2.ChatRequest(messages=[message] * 3))
+    with pytest.raises(InvalidRequest, match="prompt too long"):
+        limits.check_chat(inference_pb2.ChatRequest(messages=[message, inference_pb2.Message(content="123456")]))
+
+
+def test_embed_inputs_are_limited_one_by_one():
+    limits = RequestLimits(max_prompt_bytes=10, max_messages=2)
+    limits.check_embed(inference_pb2.EmbedRequest(input=["a" * 10] * 1000))
+    with pytest.raises(InvalidRequest):
+        limits.check_embed(inference_pb2.EmbedRequest(input=["a", "b" * 11]))
+
+
+# --------------------------------------------------------------------------- the gateway's guards (fake core)
+
+
+def test_options_is_answered_for_a_local_name_and_left_to_the_router_for_an_ip():
+    async def scenario():
+        async with gateway(FakeCore()) as client:
+            named = await client.options("/api/tags", headers={"Host": "localhost:11434"})
+            assert named.status_code == 204
+            by_ip = await client.options("/api/tags")
+            assert (by_ip.status_code, by_ip.text) == (405, "405 method not allowed")
+            refused = await client.get("/no/such/path", headers={"Host": "evil.example"})
+            assert refused.status_code == 403
+
+    run(scenario)
+
+
+def test_limits_come_from_settings():
+    async def scenario():
+        async with gateway(FakeCore(), max_body_bytes=1000, max_headers=10) as client:
+            native = await client.post("/api/chat", content=b"{" + b" " * 2000 + b"}")
+            assert native.status_code == 413
+            assert native.json() == {"error": "request body too large: the limit is 1000 bytes"}
+            openai = await client.post("/v1/embeddings", content=b" " * 2000)
+            assert openai.status_code == 413
+            assert openai.json()["error"]["message"] == "request body too large: the limit is 1000 bytes"
+            many = await client.get("/api/version", headers={f"x-{i}": "1" for i in range(11)})
+            assert (many.status_code, many.text) == (431, "431 Request Header Fields Too Large")
+            assert (await client.get("/api/version")).status_code == 200
+
+    run(scenario)
+
+
+def test_api_key_is_checked_after_cors_so_preflights_pass():
+    async def scenario():
+        async with gateway(FakeCore(), api_key="k") as client:
+            preflight = await client.options(
+                "/v1/chat/completions", headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST"}
+            )
+            assert preflight.status_code == 204
+            assert preflight.headers["access-control-allow-origin"] == "http://localhost:5173"
+            refused = await client.get("/v1/models", headers={"Origin": "http://localhost:5173"})
+            assert refused.status_code == 401
+            # The browser may read the refusal: it carries the allow header.
+            assert refused.headers["access-control-allow-origin"] == "http://localhost:5173"
+
+    run(scenario)
