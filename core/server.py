@@ -85,7 +85,10 @@ class CoreServer:
         self.port = self._add_port()
         if not self.port:
             raise SystemExit(f"cannot listen on {self.settings.grpc_address}")
-        warn_if_exposed("core", self.settings.grpc_address.rpartition(":")[0], self.settings.api_key)
+        address = self.settings.grpc_address
+        # A unix socket is as private as loopback.
+        listen_host = "localhost" if address.startswith("unix:") else address.rpartition(":")[0]
+        warn_if_exposed("core", listen_host, self.settings.api_key)
         await self.server.start()
         for name in (*SERVICE_NAMES, ""):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

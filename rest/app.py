@@ -23,7 +23,7 @@ from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
 from herd.rest.openai.routes import openai_error_response
 from herd.rest.request_id import REQUEST_ID_HEADER, request_id_for
-from herd.rest.security import OriginPolicy, default_origins, register_network_guards
+from herd.rest.security import BadOrigin, OriginPolicy, default_origins, register_network_guards
 from herd.rest.settings import GatewaySettings
 from herd.v1 import inference_pb2_grpc, models_pb2_grpc
 
@@ -159,7 +159,10 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
 
 def serve(settings: GatewaySettings) -> None:
     """Runs the gateway in this process until it is stopped."""
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except BadOrigin as error:
+        raise SystemExit(f"OLLAMA_ORIGINS: {error}") from None
     warn_if_exposed("gateway", settings.host, settings.api_key)
     app.run(host=settings.host, port=settings.port, single_process=True, access_log=False, motd=False)
 

@@ -20,7 +20,7 @@ import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from herd.auth import open_channel
+from herd.auth import channel_from_env, open_channel
 from herd.v1 import common_pb2, inference_pb2, inference_pb2_grpc, models_pb2, models_pb2_grpc
 from tests.conftest import CHAT_MODEL, start_server, stop_server
 
@@ -180,9 +180,26 @@ def test_grpc_without_the_right_key_is_unauthenticated(keyed_server, tls_files, 
 
 
 def test_grpc_with_the_key_over_tls(keyed_server, tls_files):
-    with open_channel(keyed_server.grpc_address, api_key=KEY, tls_ca=tls_files["cert"]) as channel:
+    """What a Python program does with the same environment as the server."""
+    environ = {"HERD_GRPC_HOST": keyed_server.grpc_address, "HERD_API_KEY": KEY, "HERD_GRPC_TLS_CA": tls_files["cert"]}
+    with channel_from_env(environ) as channel:
         listed = models_pb2_grpc.ModelsStub(channel).List(models_pb2.ListModelsRequest(), timeout=10)
-    assert CHAT_MODEL in [m.name for m in listed.models]
+        assert CHAT_MODEL in [m.name for m in listed.models]
+        request = inference_pb2.GenerateRequest(model=CHAT_MODEL, prompt="hi", options=common_pb2.Options(num_predict=2))
+        assert list(inference_pb2_grpc.InferenceStub(channel).Generate(request, timeout=300))[-1].done
+
+
+def test_the_cli_sends_herd_api_key(keyed_server):
+    env = {**os.environ, "OLLAMA_HOST": keyed_server.base_url, "HERD_API_KEY": KEY}
+    env.pop("OLLAMA_API_KEY", None)
+    listed = subprocess.run([sys.executable, "-m", "herd.cli.main", "list"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert CHAT_MODEL in listed.stdout
+    env["HERD_API_KEY"] = "wrong"
+    refused = subprocess.run([sys.executable, "-m", "herd.cli.main", "list"], env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert (refused.returncode, refused.stderr.strip()) == (1, "Error: unauthorized")
 
 
 def test_grpc_in_plaintext_is_refused_by_a_tls_core(keyed_server):
