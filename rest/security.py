@@ -134,9 +134,16 @@ def _interface_addresses() -> set[str]:
 
 
 def request_host(host_header: str) -> str:
-    """The host of a ``Host`` header: Go's ``net.SplitHostPort``, or the header as it is when that fails."""
+    """The host of a ``Host`` header: Go's ``net.SplitHostPort``, or the header as it is when that fails.
+
+    Unlike Ollama, ``[::1]`` without a port (a browser on port 80) is read as ``::1``, not refused.
+    """
     split = split_host_port(host_header)
-    return split[0] if split is not None else host_header
+    if split is not None:
+        return split[0]
+    if host_header.startswith("[") and host_header.endswith("]"):
+        return host_header[1:-1]
+    return host_header
 
 
 def parse_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -104,7 +104,8 @@ class GatewaySettings:
     """Where the gateway listens, where core is, what ``/api/version`` says, and the API key.
 
     With an ``api_key`` (``HERD_API_KEY``) every route but ``/`` and ``/api/version`` wants
-    ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted.
+    ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted. The
+    gateway sends the same key to core, which wants it too.
     """
 
     host: str = DEFAULT_HOST

@@ -47,7 +47,7 @@ def raw_http(server, head: bytes, body: bytes = b"") -> bytes:
 # --------------------------------------------------------------------------- case 22: Host and CORS
 
 
-@pytest.mark.parametrize("host", ["evil.example", "evil.example:11434", "203.0.113.9:11434", "[::1]"])
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:11434", "203.0.113.9:11434", "[2001:db8::1]"])
 def test_foreign_host_header_is_refused_on_loopback(server, host):
     """DNS rebinding: a page on evil.example that resolves to 127.0.0.1 sends its own Host."""
     response = httpx.get(server.base_url + "/api/tags", headers={"Host": host})
@@ -57,7 +57,7 @@ def test_foreign_host_header_is_refused_on_loopback(server, host):
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost:11434", "localhost", "127.0.0.1", "[::1]:11434", "app.localhost", "box.local", "svc.internal",
+    "host", ["localhost:11434", "localhost", "127.0.0.1", "[::1]:11434", "[::1]", "app.localhost", "box.local", "svc.internal",
              "192.168.1.20:11434", "10.1.2.3", "0.0.0.0:11434", socket.gethostname()],
 )
 def test_local_host_headers_are_served(server, host):

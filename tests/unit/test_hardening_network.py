@@ -10,9 +10,11 @@ import pytest
 from herd.auth import bearer_matches, is_loopback_host
 from herd.core.errors import InvalidRequest
 from herd.core.limits import RequestLimits
+from herd.core.settings import CoreSettings
 from herd.rest.errors import ApiError
 from herd.rest.ollama.parsing import json_depth, parse_json_body
 from herd.rest.security import BadOrigin, OriginPolicy, default_origins, ip_is_allowed, is_local_name, request_host
+from herd.rest.settings import GatewaySettings
 from herd.v1 import inference_pb2
 from tests.fake_core import FakeCore, gateway, run
 
@@ -58,7 +60,7 @@ def test_origins_ollama_refuses_to_start_with(entry, message):
 
 @pytest.mark.parametrize(
     ("header", "host"),
-    [("localhost:11434", "localhost"), ("[::1]:11434", "::1"), ("[::1]", "[::1]"), ("evil.example", "evil.example")],
+    [("localhost:11434", "localhost"), ("[::1]:11434", "::1"), ("[::1]", "::1"), ("[::1", "[::1"), ("evil.example", "evil.example")],
 )
 def test_request_host_splits_as_go_does(header, host):
     assert request_host(header) == host
@@ -219,3 +221,19 @@ def test_api_key_is_checked_after_cors_so_preflights_pass():
             assert refused.headers["access-control-allow-origin"] == "http://localhost:5173"
 
     run(scenario)
+
+
+def test_limits_and_tls_settings_from_the_environment():
+    gateway_settings = GatewaySettings.from_env(
+        {"HERD_MAX_BODY_BYTES": "2048", "HERD_MAX_HEADERS": "x", "OLLAMA_ORIGINS": "'https://a.example'",
+         "HERD_GRPC_TLS_CA": "/etc/herd/ca.pem"}
+    )
+    assert (gateway_settings.max_body_bytes, gateway_settings.max_headers) == (2048, 100)
+    assert (gateway_settings.origins, gateway_settings.grpc_tls_ca) == ("https://a.example", "/etc/herd/ca.pem")
+    core_settings = CoreSettings.from_env(
+        {"HERD_API_KEY": "k", "HERD_GRPC_TLS_CERT": "c.pem", "HERD_GRPC_TLS_KEY": "k.pem",
+         "HERD_MAX_PROMPT_BYTES": "100", "HERD_MAX_MESSAGES": "0", "HERD_GRPC_MAX_MESSAGE_BYTES": "4096"}
+    )
+    assert (core_settings.api_key, core_settings.tls_cert, core_settings.tls_key) == ("k", "c.pem", "k.pem")
+    assert (core_settings.max_prompt_bytes, core_settings.max_messages) == (100, 10_000)
+    assert core_settings.grpc_max_message_bytes == 4096
