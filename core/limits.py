@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from herd.core.errors import InvalidRequest
-from herd.core.settings import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES, CoreSettings
+from herd.core.settings import CoreSettings
+from herd.limits import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES, prompt_too_long, too_many_messages
 from herd.v1 import inference_pb2
 
 
@@ -29,18 +30,14 @@ class RequestLimits:
     def _check_prompt(self, size: int) -> None:
         # Before tokenization: a huge prompt would cost seconds and gigabytes only to be refused.
         if size > self.max_prompt_bytes:
-            raise InvalidRequest(
-                f"prompt too long: {size} bytes, the limit is {self.max_prompt_bytes} (HERD_MAX_PROMPT_BYTES)"
-            )
+            raise InvalidRequest(prompt_too_long(size, self.max_prompt_bytes))
 
     def check_generate(self, pb: inference_pb2.GenerateRequest) -> None:
         self._check_prompt(utf8_length(pb.prompt) + utf8_length(pb.suffix) + utf8_length(pb.system))
 
     def check_chat(self, pb: inference_pb2.ChatRequest) -> None:
         if len(pb.messages) > self.max_messages:
-            raise InvalidRequest(
-                f"too many messages: {len(pb.messages)}, the limit is {self.max_messages} (HERD_MAX_MESSAGES)"
-            )
+            raise InvalidRequest(too_many_messages(len(pb.messages), self.max_messages))
         self._check_prompt(sum(utf8_length(m.content) + utf8_length(m.thinking) for m in pb.messages))
 
     def check_embed(self, pb: inference_pb2.EmbedRequest) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from herd.durations import parse_env_duration
+from herd.limits import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES
 
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 DEFAULT_NUM_CTX = 4096
@@ -23,9 +24,6 @@ PRUNE_GRACE_S = 3600
 DEFAULT_STREAM_INTERVAL_MS = 50.0
 # Above the gateway's 100 MiB body limit, so that any body the gateway takes fits in one message.
 DEFAULT_GRPC_MAX_MESSAGE_BYTES = 128 << 20
-# A prompt is refused above this many bytes before it is tokenized: a 1M-token context is ~4 MiB of text.
-DEFAULT_MAX_PROMPT_BYTES = 16 << 20
-DEFAULT_MAX_MESSAGES = 10_000
 
 
 def _env(environ, name: str) -> str:

@@ -1,19 +1,21 @@
-"""Request limits of the gateway: body size (413), header size and count (431).
+"""Request limits of the gateway: body size (413), header size and count (431), message count (400).
 
 Ollama has none of these (Go's server caps headers at 1 MiB; bodies are read whole), so each
 answer says plainly which limit was hit. Limits on what a body holds (prompt bytes, messages)
-are core's, so that gRPC clients meet them too; JSON nesting is capped where bodies are parsed.
+are core's, so that gRPC clients meet them too; the gateway checks the message count early as
+well. JSON nesting is capped where bodies are parsed.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 from sanic import Request, Sanic
 from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import HTTPResponse
 
+from herd.limits import too_many_messages
 from herd.rest.errors import ApiError
 from herd.rest.settings import GatewaySettings
 
@@ -56,6 +58,11 @@ def register_limits(
 
     app.add_signal(count_headers, "http.lifecycle.request")
 
+    async def share_message_limit(app: Sanic) -> None:
+        app.ctx.max_messages = settings.max_messages
+
+    app.register_listener(share_message_limit, "before_server_start")
+
     def too_large(request: Request, exception: PayloadTooLarge) -> HTTPResponse:
         if str(exception) == _SANIC_HEADER_TOO_LARGE:
             log.info("headers_too_large", limit=settings.max_header_bytes)
@@ -65,3 +72,11 @@ def register_limits(
 
     app.error_handler.add(PayloadTooLarge, too_large)
     app.error_handler.add(HeadersTooLarge, lambda request, exception: _headers_too_large_response())
+
+
+def check_message_count(request: Request, body: Any, field: str = "messages") -> None:
+    """A list of messages longer than core takes is refused before it is type-checked and translated."""
+    items = body.get(field) if isinstance(body, dict) else None
+    limit = request.app.ctx.max_messages
+    if isinstance(items, list) and len(items) > limit:
+        raise ApiError(400, too_many_messages(len(items), limit))

@@ -10,6 +10,8 @@ from typing import Mapping
 
 import structlog
 
+from herd.limits import DEFAULT_MAX_MESSAGES
+
 log = structlog.get_logger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
@@ -118,6 +120,7 @@ class GatewaySettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
+    max_messages: int = DEFAULT_MAX_MESSAGES  # HERD_MAX_MESSAGES, as core reads it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -133,6 +136,7 @@ class GatewaySettings:
             max_body_bytes=_positive_int(environ, "HERD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             max_header_bytes=_positive_int(environ, "HERD_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
             max_headers=_positive_int(environ, "HERD_MAX_HEADERS", DEFAULT_MAX_HEADERS),
+            max_messages=_positive_int(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES),
         )
 
 

@@ -237,3 +237,21 @@ def test_limits_and_tls_settings_from_the_environment():
     assert (core_settings.api_key, core_settings.tls_cert, core_settings.tls_key) == ("k", "c.pem", "k.pem")
     assert (core_settings.max_prompt_bytes, core_settings.max_messages) == (100, 10_000)
     assert core_settings.grpc_max_message_bytes == 4096
+
+
+def test_the_gateway_refuses_too_many_messages_before_translating_them():
+    async def scenario():
+        core = FakeCore()
+        async with gateway(core, max_messages=3) as client:
+            messages = [{"role": "user", "content": "hi"}] * 4
+            native = await client.post("/api/chat", json={"model": "m", "messages": messages})
+            assert (native.status_code, native.json()) == (
+                400, {"error": "too many messages: 4, the limit is 3 (HERD_MAX_MESSAGES)"}
+            )
+            chat = await client.post("/v1/chat/completions", json={"model": "m", "messages": messages})
+            assert chat.json()["error"]["message"] == "too many messages: 4, the limit is 3 (HERD_MAX_MESSAGES)"
+            responses = await client.post("/v1/responses", json={"model": "m", "input": messages})
+            assert responses.status_code == 400
+        assert core.calls == []
+
+    run(scenario)
