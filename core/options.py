@@ -47,6 +47,8 @@ _BOOL_OPTIONS = {"use_mmap"}
 # Bounds that keep llama.cpp away from values it was never meant to see.
 _RANGES: dict[str, tuple[float, float]] = {
     "num_ctx": (0, 1 << 20),
+    # -1: no limit, -2: until the context is full; lower values have no meaning.
+    "num_predict": (-2, (1 << 31) - 1),
     "num_batch": (1, 1 << 16),
     "num_thread": (0, 1024),
     "top_k": (0, 1 << 20),

@@ -15,6 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from herd.core.errors import InvalidRequest, status_for
 from herd.core.inference import ChatParams, EmbedParams, GenerateParams, Inference, json_object
+from herd.core.limits import RequestLimits
 from herd.core.models import ModelCatalog
 from herd.core.options import resolve
 from herd.core.scheduler import Scheduler
@@ -85,23 +86,27 @@ def streaming(method):
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServicer):
-    def __init__(self, inference: Inference):
+    def __init__(self, inference: Inference, limits: RequestLimits = RequestLimits()):
         self.inference = inference
+        self.limits = limits
 
     @streaming
     async def Generate(self, request, context):
+        self.limits.check_generate(request)
         params = GenerateParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
         async for chunk in self.inference.generate(params):
             yield chunk.to_generate_pb(request.model)
 
     @streaming
     async def Chat(self, request, context):
+        self.limits.check_chat(request)
         params = ChatParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
         async for chunk in self.inference.chat(params):
             yield chunk.to_chat_pb(request.model)
 
     @unary
     async def Embed(self, request, context):
+        self.limits.check_embed(request)
         params = EmbedParams.from_pb(request, request_id_from_metadata(context.invocation_metadata()))
         embeddings = await self.inference.embed(params)
         return embeddings.to_pb(request.model)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from herd.durations import parse_env_duration
+from herd.limits import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES
 
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 DEFAULT_NUM_CTX = 4096
@@ -21,6 +22,8 @@ PRUNE_GRACE_S = 3600
 # core: on 2 cores one message per token cost 10-15 % of decode speed, one per 50 ms (20 a
 # second, still smooth to read) about 4 % (scripts/bench.py).
 DEFAULT_STREAM_INTERVAL_MS = 50.0
+# Above the gateway's 100 MiB body limit, so that any body the gateway takes fits in one message.
+DEFAULT_GRPC_MAX_MESSAGE_BYTES = 128 << 20
 
 
 def _env(environ, name: str) -> str:
@@ -43,6 +46,12 @@ class CoreSettings:
     max_loaded_models: int = 0  # 0: DEFAULT_MAX_LOADED_MODELS
     max_queue: int = DEFAULT_MAX_QUEUE  # requests waiting for a runner or a slot, beyond which 503
     metrics_address: str = ""  # host:port of core's Prometheus exporter; empty: none
+    api_key: str = ""  # HERD_API_KEY: every call but health checks wants it
+    tls_cert: str = ""  # HERD_GRPC_TLS_CERT and HERD_GRPC_TLS_KEY (PEM files): serve gRPC over TLS
+    tls_key: str = ""
+    grpc_max_message_bytes: int = DEFAULT_GRPC_MAX_MESSAGE_BYTES
+    max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES
+    max_messages: int = DEFAULT_MAX_MESSAGES
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "CoreSettings":
@@ -71,4 +80,14 @@ class CoreSettings:
             values["metrics_address"] = metrics
         if _env(environ, "HERD_NO_BUNDLED") in ("1", "true"):
             values["import_bundled"] = False
+        values["api_key"] = _env(environ, "HERD_API_KEY")
+        values["tls_cert"] = _env(environ, "HERD_GRPC_TLS_CERT")
+        values["tls_key"] = _env(environ, "HERD_GRPC_TLS_KEY")
+        for name, variable in (
+            ("grpc_max_message_bytes", "HERD_GRPC_MAX_MESSAGE_BYTES"),
+            ("max_prompt_bytes", "HERD_MAX_PROMPT_BYTES"),
+            ("max_messages", "HERD_MAX_MESSAGES"),
+        ):
+            if (text := _env(environ, variable)) and int(text) > 0:
+                values[name] = int(text)
         return cls(**values)

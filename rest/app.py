@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 
@@ -16,13 +15,16 @@ from sanic import Request, Sanic
 from sanic.exceptions import MethodNotAllowed, NotFound
 from sanic.response import HTTPResponse
 
+from herd.auth import bearer_matches, is_loopback_host, open_aio_channel, warn_if_exposed
 from herd.logs import configure_logging
 from herd.rest import metrics, openapi
 from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
+from herd.rest.limits import register_limits
 from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
 from herd.rest.openai.routes import openai_error_response
 from herd.rest.request_id import REQUEST_ID_HEADER, request_id_for
+from herd.rest.security import BadOrigin, OriginPolicy, default_origins, register_network_guards
 from herd.rest.settings import GatewaySettings
 from herd.v1 import inference_pb2_grpc, models_pb2_grpc
 
@@ -47,7 +49,9 @@ _RESPONSE_TIMEOUT_S = 24 * 3600
 
 async def _open_channel(app: Sanic, settings: GatewaySettings, channel: grpc.aio.Channel | None) -> None:
     app.ctx.owns_channel = channel is None
-    app.ctx.channel = channel or grpc.aio.insecure_channel(settings.core_address, options=_CHANNEL_OPTIONS)
+    app.ctx.channel = channel or open_aio_channel(
+        settings.core_address, api_key=settings.api_key, tls_ca=settings.grpc_tls_ca, options=_CHANNEL_OPTIONS
+    )
     app.ctx.inference = inference_pb2_grpc.InferenceStub(app.ctx.channel)
     app.ctx.models = models_pb2_grpc.ModelsStub(app.ctx.channel)
     log.info("gateway_starting", core=settings.core_address, host=settings.host, port=settings.port)
@@ -86,9 +90,9 @@ _OPEN_PATHS = frozenset({"/", "/api/version"})
 UNAUTHORIZED = "unauthorized"
 
 
-def _bearer_token_is(header: str | None, key: bytes) -> bool:
-    scheme, _, token = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key)
+def dialect_error_response(request: Request, error: ApiError) -> HTTPResponse:
+    """OpenAI's error object on /v1, Ollama's ``{"error": ...}`` elsewhere."""
+    return openai_error_response(error) if request.path.startswith("/v1/") else error_response(error)
 
 
 def _api_key_check(api_key: str):
@@ -97,11 +101,10 @@ def _api_key_check(api_key: str):
     async def check_api_key(request: Request) -> HTTPResponse | None:
         if request.path in _OPEN_PATHS and request.method in ("GET", "HEAD"):
             return None
-        if _bearer_token_is(request.headers.get("authorization"), key):
+        if bearer_matches(request.headers.get("authorization"), key):
             return None
         log.info("unauthorized", path=request.path)
-        error = ApiError(401, UNAUTHORIZED)
-        response = openai_error_response(error) if request.path.startswith("/v1/") else error_response(error)
+        response = dialect_error_response(request, ApiError(401, UNAUTHORIZED))
         response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
@@ -128,6 +131,12 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.register_listener(open_channel, "before_server_start")
     app.register_listener(_close_channel, "after_server_stop")
     app.register_middleware(_bind_request_id, "request")
+    register_network_guards(
+        app,
+        origins=OriginPolicy.from_origins(default_origins(settings.origins)),
+        check_host=is_loopback_host(settings.host),
+    )
+    register_limits(app, settings, dialect_error_response)
     if settings.api_key:
         app.register_middleware(_api_key_check(settings.api_key), "request")
     app.register_middleware(_send_request_id, "response")
@@ -155,7 +164,11 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
 
 def serve(settings: GatewaySettings) -> None:
     """Runs the gateway in this process until it is stopped."""
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except BadOrigin as error:
+        raise SystemExit(f"OLLAMA_ORIGINS: {error}") from None
+    warn_if_exposed("gateway", settings.host, settings.api_key)
     app.run(host=settings.host, port=settings.port, single_process=True, access_log=False, motd=False)
 
 

@@ -10,11 +10,17 @@ from typing import Mapping
 
 import structlog
 
+from herd.limits import DEFAULT_MAX_MESSAGES
+
 log = structlog.get_logger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
 DEFAULT_CORE_ADDRESS = "127.0.0.1:50051"
+# Request limits: generous enough for long prompts, big embedding batches and base64 images.
+DEFAULT_MAX_BODY_BYTES = 100 << 20
+DEFAULT_MAX_HEADER_BYTES = 16 << 10  # Sanic's ceiling; Go allows 1 MiB, browsers send a few KiB
+DEFAULT_MAX_HEADERS = 100
 
 _GO_INT = re.compile(r"[+-]?[0-9]+")
 
@@ -24,7 +30,7 @@ def env_value(environ: Mapping[str, str], key: str) -> str:
     return environ.get(key, "").strip().strip("\"'")
 
 
-def _split_host_port(hostport: str) -> tuple[str, str] | None:
+def split_host_port(hostport: str) -> tuple[str, str] | None:
     """Go's ``net.SplitHostPort``; None where Go returns an error."""
     colon = hostport.rfind(":")
     if colon < 0:
@@ -70,7 +76,7 @@ def listen_address(ollama_host: str) -> tuple[str, int]:
         default_port = "443"
     hostport = hostport.partition("/")[0]
 
-    split = _split_host_port(hostport)
+    split = split_host_port(hostport)
     if split is None:
         host, port = DEFAULT_HOST, default_port
         ip = _canonical_ip(hostport.strip("[]"))
@@ -100,7 +106,8 @@ class GatewaySettings:
     """Where the gateway listens, where core is, what ``/api/version`` says, and the API key.
 
     With an ``api_key`` (``HERD_API_KEY``) every route but ``/`` and ``/api/version`` wants
-    ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted.
+    ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted. The
+    gateway sends the same key to core, which wants it too.
     """
 
     host: str = DEFAULT_HOST
@@ -108,6 +115,12 @@ class GatewaySettings:
     core_address: str = DEFAULT_CORE_ADDRESS
     version: str = "0.0.0"
     api_key: str = ""
+    origins: str = ""  # OLLAMA_ORIGINS, added to Ollama's default origins
+    grpc_tls_ca: str = ""  # HERD_GRPC_TLS_CA: PEM file that signs core's certificate; TLS to core when set
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    max_messages: int = DEFAULT_MAX_MESSAGES  # HERD_MAX_MESSAGES, as core reads it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -118,4 +131,20 @@ class GatewaySettings:
             core_address=env_value(environ, "HERD_GRPC_HOST") or DEFAULT_CORE_ADDRESS,
             version=_installed_version(),
             api_key=env_value(environ, "HERD_API_KEY"),
+            origins=env_value(environ, "OLLAMA_ORIGINS"),
+            grpc_tls_ca=env_value(environ, "HERD_GRPC_TLS_CA"),
+            max_body_bytes=_positive_int(environ, "HERD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_header_bytes=_positive_int(environ, "HERD_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
+            max_headers=_positive_int(environ, "HERD_MAX_HEADERS", DEFAULT_MAX_HEADERS),
+            max_messages=_positive_int(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES),
         )
+
+
+def _positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
+    text = env_value(environ, key)
+    if not text:
+        return default
+    if not text.isdigit() or int(text) == 0:
+        log.warning("invalid_setting", variable=key, value=text, default=default)
+        return default
+    return int(text)

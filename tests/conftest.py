@@ -36,14 +36,15 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(tmp: Path, **env_overrides: str) -> Server:
+def start_server(tmp: Path, bind: str = "127.0.0.1", **env_overrides: str) -> Server:
+    """``herd serve`` with gateway and core listening on ``bind`` (reached on 127.0.0.1 either way)."""
     port, grpc_port = free_port(), free_port()
     models = tmp / "models"
     env = dict(
         os.environ,
         OLLAMA_MODELS=str(models),
-        OLLAMA_HOST=f"127.0.0.1:{port}",
-        HERD_GRPC_HOST=f"127.0.0.1:{grpc_port}",
+        OLLAMA_HOST=f"{bind}:{port}",
+        HERD_GRPC_HOST=f"{bind}:{grpc_port}",
         HERD_LOG_FORMAT="json",
         **env_overrides,
     )

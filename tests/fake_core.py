@@ -101,7 +101,9 @@ def _free_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def gateway(core: FakeCore, *, core_address: str | None = None, inject_channel: bool = False, api_key: str = ""):
+async def gateway(
+    core: FakeCore, *, core_address: str | None = None, inject_channel: bool = False, api_key: str = "", **settings
+):
     server = grpc.aio.server()
     inference_pb2_grpc.add_InferenceServicer_to_server(core, server)
     models_pb2_grpc.add_ModelsServicer_to_server(core, server)
@@ -109,7 +111,7 @@ async def gateway(core: FakeCore, *, core_address: str | None = None, inject_cha
     await server.start()
     address = core_address or f"127.0.0.1:{grpc_port}"
     channel = grpc.aio.insecure_channel(address) if inject_channel else None
-    app = create_app(GatewaySettings(core_address=address, version="1.2.3", api_key=api_key), channel=channel)
+    app = create_app(GatewaySettings(core_address=address, version="1.2.3", api_key=api_key, **settings), channel=channel)
     # Sanic's TouchUp rewrites its own classes once per process; a second app in one process trips on it.
     app.config.TOUCHUP = False
     sock = _free_socket()

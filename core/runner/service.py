@@ -260,6 +260,8 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
                 return
         finally:
             # Cancelled or finished: either way the sequence leaves the batch at the next step.
+            if not mailbox.finished:
+                log.info("sequence_cancelled", request_id=request_id, eval_count=len(seq.generated))
             seq.cancel()
             self._streams -= 1
 

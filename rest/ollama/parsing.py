@@ -81,6 +81,10 @@ def _reject_constant(name: str) -> Any:
 
 
 _GO_WHITESPACE = " \t\r\n"
+# Deepest nesting of arrays and objects a body may have. Go allows 10000, but herd's own code walks
+# schemas and tool parameters recursively; no legitimate request comes near this.
+MAX_JSON_DEPTH = 128
+EXCEEDED_MAX_DEPTH = "exceeded max depth"
 # Bodies beyond this get a close message instead of Go's exact one, so that naming the error in a
 # huge malformed body cannot hold the event loop.
 _EXACT_SYNTAX_ERROR_LIMIT = 64 * 1024
@@ -101,11 +105,28 @@ def parse_json_body(body: bytes) -> Any:
     except (json.JSONDecodeError, _NotGoJson) as exc:
         raise ApiError(400, _syntax_error_message(body, exc)) from None
     except RecursionError:
-        raise ApiError(400, "exceeded max depth") from None
+        raise ApiError(400, EXCEEDED_MAX_DEPTH) from None
+    # Counting brackets is fast; only a body with enough of them can nest that deep.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and json_depth(value) > MAX_JSON_DEPTH:
+        raise ApiError(400, EXCEEDED_MAX_DEPTH)
     # A \uD800-style escape yields a lone surrogate; Go decodes it to U+FFFD.
     if b"\\ud" in body or b"\\uD" in body:
         value = _replace_lone_surrogates(value)
     return value
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed value (a scalar is 0), without recursion."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _syntax_error_message(body: bytes, exc: Exception) -> str:

@@ -15,6 +15,7 @@ from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
 from herd.rest.errors import ApiError, json_response
+from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
 from herd.rest.ollama import translate
 from herd.rest.ollama.parsing import parse_json_body
@@ -44,7 +45,9 @@ async def generate(request: Request) -> HTTPResponse | None:
 
 
 async def chat(request: Request) -> HTTPResponse | None:
-    call = translate.chat_request(parse_json_body(request.body))
+    body = parse_json_body(request.body)
+    check_message_count(request, body)
+    call = translate.chat_request(body)
     inference = request.app.ctx.inference
     return await _stream_or_drain(request, call, inference.Chat, translate.chat_chunk, translate.chat_response)
 

@@ -11,6 +11,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.rest.errors import ApiError, exception_handlers, json_response
+from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
 from herd.rest.ollama.translate import embed_not_found, show_not_found
 from herd.rest.openai import responses as responses_api
@@ -46,7 +47,9 @@ async def _complete(request: Request, call, rpc_method, completion_id: str, stre
 
 
 async def chat_completions(request: Request) -> HTTPResponse | None:
-    call = translate.chat_request(parse_body(request.body))
+    body = parse_body(request.body)
+    check_message_count(request, body)
+    call = translate.chat_request(body)
     return await _complete(request, call, request.app.ctx.inference.Chat, translate.chat_completion_id(),
                            translate.ChatStream, translate.chat_completion)
 
@@ -59,7 +62,9 @@ async def completions(request: Request) -> HTTPResponse | None:
 
 async def responses(request: Request) -> HTTPResponse | None:
     responses_api.check_content_encoding(request.headers.get("content-encoding"))
-    call = responses_api.responses_request(parse_body(request.body))
+    body = parse_body(request.body)
+    check_message_count(request, body, field="input")
+    call = responses_api.responses_request(body)
     response_id, item_id = responses_api.response_id(), responses_api.message_id()
     not_found = _not_found(call.request.model)
     rpc = request.app.ctx.inference.Chat(call.request, metadata=_metadata(request))

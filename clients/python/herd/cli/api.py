@@ -47,7 +47,10 @@ def base_url(environ=os.environ) -> str:
 class Client:
     def __init__(self, url: str | None = None, api_key: str | None = None):
         self.url = url or base_url()
-        self.api_key = api_key if api_key is not None else os.environ.get("OLLAMA_API_KEY", "")
+        if api_key is None:
+            # The key `herd serve` was started with, when the shell has it too.
+            api_key = os.environ.get("OLLAMA_API_KEY") or os.environ.get("HERD_API_KEY", "")
+        self.api_key = api_key
 
     def _request(self, method: str, path: str, body: Any = None, data: bytes | None = None):
         headers = {"Accept": "application/json"}
