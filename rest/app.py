@@ -17,6 +17,7 @@ from sanic.exceptions import MethodNotAllowed, NotFound
 from sanic.response import HTTPResponse
 
 from herd.logs import configure_logging
+from herd.rest.cloud.routes import install as install_cloud
 from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
 from herd.rest.ollama.routes import create_blueprint
 from herd.rest.openai.routes import create_blueprint as create_openai_blueprint
@@ -145,6 +146,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.add_route(version, "/api/version", methods=["GET", "HEAD"])
     app.blueprint(create_blueprint())
     app.blueprint(create_openai_blueprint())
+    install_cloud(app, settings.cloud, settings.version)
     return app
 
 

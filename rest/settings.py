@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Mapping
 
 import structlog
+
+from herd.rest.cloud.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +103,7 @@ class GatewaySettings:
 
     With an ``api_key`` (``HERD_API_KEY``) every route but ``/`` and ``/api/version`` wants
     ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted.
+    ``cloud`` says where cloud model names are proxied to.
     """
 
     host: str = DEFAULT_HOST
@@ -108,6 +111,7 @@ class GatewaySettings:
     core_address: str = DEFAULT_CORE_ADDRESS
     version: str = "0.0.0"
     api_key: str = ""
+    cloud: CloudSettings = field(default_factory=CloudSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -118,4 +122,5 @@ class GatewaySettings:
             core_address=env_value(environ, "HERD_GRPC_HOST") or DEFAULT_CORE_ADDRESS,
             version=_installed_version(),
             api_key=env_value(environ, "HERD_API_KEY"),
+            cloud=CloudSettings.from_env(environ),
         )
