@@ -45,8 +45,10 @@ def start_server(tmp: Path, **env_overrides: str) -> Server:
         OLLAMA_HOST=f"127.0.0.1:{port}",
         HERD_GRPC_HOST=f"127.0.0.1:{grpc_port}",
         HERD_LOG_FORMAT="json",
-        **env_overrides,
+        # herd serve makes the cloud key in ~/.ollama: a test's server never touches the real home.
+        HOME=str(tmp / "home"),
     )
+    env.update(env_overrides)
     log_path = tmp / "server.log"
     log_file = log_path.open("wb")
     # Its own session, so that kill_server can take down the whole tree (core, gateway, runners) at once.

@@ -127,6 +127,9 @@ class FakeCloud:
         for name, value in reply.headers.items():
             handler.send_header(name, value)
         handler.send_header("Transfer-Encoding", "chunked")
+        # One request per connection: a stopped fake must not go on answering on a pooled one.
+        handler.send_header("Connection", "close")
+        handler.close_connection = True
         handler.end_headers()
         try:
             for delay, part in reply.parts:
@@ -134,7 +137,6 @@ class FakeCloud:
                 handler.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
                 handler.wfile.flush()
             if reply.drop:
-                handler.close_connection = True
                 return
             handler.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):

@@ -44,8 +44,8 @@ _PATH_SAFE = "/$&+,:;=@"
 _CONNECT_TIMEOUT_S = 30.0
 
 
-class _Unauthorized(Exception):
-    pass
+class Unauthorized(Exception):
+    """No credential for the upstream: nothing is sent."""
 
 
 def _forwardable(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -88,33 +88,25 @@ class CloudProxy:
             key = load_key(self.settings.key_path)
         except KeyUnavailable as error:
             log.warning("cloud proxy signing failed", error=str(error))
-            raise _Unauthorized from None
+            raise Unauthorized from None
         query = signed_query(raw_query, int(time.time()))
         return query, sign(key, f"{method},{path}?{query}".encode())
 
-    def _unauthorized(self) -> HTTPResponse:
+    def unauthorized(self) -> HTTPResponse:
+        """Ollama's 401, with the URL that links this server's key to an account when it has one."""
         try:
             url = signin_url(load_key(self.settings.key_path), socket.gethostname())
         except KeyUnavailable:
             return json_response({"error": UNAUTHORIZED}, status=401)
         return json_response({"error": UNAUTHORIZED, "signin_url": url}, status=401)
 
-    async def forward(self, request: Request, path: str, body: bytes | None, disabled_operation: str) -> HTTPResponse | None:
-        """Answers ``request`` with the upstream's answer to the same call on ``path``.
-
-        Errors of the proxy itself are Ollama's native ``{"error": ...}`` on every route, as Ollama's
-        middleware writes them before any dialect is involved.
-        """
-        if self.settings.disabled:
-            return json_response({"error": f"{DISABLED}: {disabled_operation}"}, status=403)
+    def _upstream_request(self, method: str, path: str, raw_query: str, client_headers: list[tuple[str, str]],
+                          body: bytes | None) -> tuple[httpx.Request, bool]:
+        """The upstream call and whether its body must be decoded; :class:`Unauthorized` when there
+        is no credential to send."""
         escaped_path = quote(path, safe=_PATH_SAFE)
-        try:
-            query, authorization = self._credential(request.method, escaped_path, request.query_string)
-        except _Unauthorized:
-            return self._unauthorized()
-
-        headers = [(name, value) for name, value in _forwardable(list(request.headers.items()))
-                   if name.lower() not in _NOT_FORWARDED]
+        query, authorization = self._credential(method, escaped_path, raw_query)
+        headers = [(name, value) for name, value in _forwardable(client_headers) if name.lower() not in _NOT_FORWARDED]
         names = {name.lower() for name, _ in headers}
         # A client that names its encodings reads the upstream's bytes as they are; for any other,
         # the proxy asks for gzip and decodes, as Go's transport does.
@@ -126,8 +118,30 @@ class CloudProxy:
             headers.append(("Content-Type", "application/json"))
         headers.append(("Authorization", authorization))
         url = self.settings.base_url + escaped_path + (f"?{query}" if query else "")
+        return self._client.build_request(method, url, headers=headers, content=body or None), decode
 
-        upstream_request = self._client.build_request(request.method, url, headers=headers, content=body or None)
+    async def call(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        """A whole upstream answer for the gateway's own use (the account routes).
+
+        Raises :class:`Unauthorized` without a credential and ``httpx.TransportError`` when the
+        upstream cannot be reached.
+        """
+        upstream_request, _ = self._upstream_request(method, path, "", [], body)
+        return await self._client.send(upstream_request)
+
+    async def forward(self, request: Request, path: str, body: bytes | None, disabled_operation: str) -> HTTPResponse | None:
+        """Answers ``request`` with the upstream's answer to the same call on ``path``.
+
+        Errors of the proxy itself are Ollama's native ``{"error": ...}`` on every route, as Ollama's
+        middleware writes them before any dialect is involved.
+        """
+        if self.settings.disabled:
+            return json_response({"error": f"{DISABLED}: {disabled_operation}"}, status=403)
+        try:
+            upstream_request, decode = self._upstream_request(
+                request.method, path, request.query_string, list(request.headers.items()), body)
+        except Unauthorized:
+            return self.unauthorized()
         try:
             upstream = await self._client.send(upstream_request, stream=True)
         except httpx.TransportError as error:

@@ -1,6 +1,6 @@
 """Which requests go to the cloud: a model name with a cloud suffix on the inference and show
 routes (the handlers are wrapped, so core never sees them), the experimental web routes, and
-``GET /api/status``."""
+``GET /api/status`` and ``POST /api/me``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import functools
 import json
 from typing import Awaitable, Callable
 
+import httpx
 import structlog
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
 from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, parse_ref
-from herd.rest.cloud.proxy import CloudProxy
+from herd.rest.cloud.proxy import CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
 from herd.rest.errors import ApiError, dumps, json_response
 
@@ -24,6 +25,7 @@ DETAILS_UNAVAILABLE = "remote model details are unavailable"
 WEB_SEARCH_UNAVAILABLE = "web search is unavailable"
 WEB_FETCH_UNAVAILABLE = "web fetch is unavailable"
 MISSING_BODY = "missing request body"
+ACCOUNT_UNAVAILABLE = "account unavailable"
 
 Handler = Callable[..., Awaitable[HTTPResponse | None]]
 
@@ -100,6 +102,32 @@ async def status(request: Request) -> HTTPResponse:
     return json_response({"cloud": {"disabled": settings.disabled, "source": settings.disabled_source}})
 
 
+async def whoami(request: Request) -> HTTPResponse:
+    """``POST /api/me``: the account the server's credential belongs to, asked of the upstream."""
+    proxy: CloudProxy = request.app.ctx.cloud
+    try:
+        upstream = await proxy.call("POST", "/api/me")
+    except Unauthorized:
+        return proxy.unauthorized()
+    except httpx.TransportError as error:
+        log.warning("account_unavailable", error=repr(error))
+        return json_response({"error": ACCOUNT_UNAVAILABLE}, status=503)
+    if upstream.status_code == 401:
+        return proxy.unauthorized()
+    try:
+        user = upstream.json() if upstream.status_code == 200 else None
+    except ValueError:
+        user = None
+    if not isinstance(user, dict):
+        log.warning("account_unavailable", status=upstream.status_code)
+        return json_response({"error": ACCOUNT_UNAVAILABLE}, status=503)
+    if not user.get("name"):
+        return proxy.unauthorized()
+    if not str(user.get("plan") or "").strip():
+        user["plan"] = "free"
+    return json_response(user)
+
+
 def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
     """The cloud proxy on ``app.ctx.cloud`` for the app's life, and the routes that only the cloud serves."""
 
@@ -119,4 +147,5 @@ def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
     blueprint.add_route(_web_route("/api/web_fetch", WEB_FETCH_UNAVAILABLE), "/api/experimental/web_fetch",
                         methods=["POST"])
     blueprint.add_route(status, "/api/status", methods=["GET"])
+    blueprint.add_route(whoami, "/api/me", methods=["POST"])
     app.blueprint(blueprint)

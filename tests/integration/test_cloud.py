@@ -3,6 +3,7 @@ the temp HOME's key) or to a second herd (with an API key), local names to the b
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import CHAT_MODEL, start_server, stop_server
 from tests.fake_cloud import FakeCloud, Reply, json_reply, ndjson, sse
+from tests.integration.test_cli import herd
 
 pytestmark = pytest.mark.integration
 
@@ -240,6 +242,46 @@ def test_cloud_status_when_enabled(fake):
     assert httpx.get(fake.server.base_url + "/api/status").json() == {"cloud": {"disabled": False, "source": "none"}}
 
 
+def test_herd_run_and_show_reach_a_cloud_model(fake):
+    def script(recorded):
+        if recorded.path == "/api/show":
+            return json_reply({"details": {"family": "gptoss"}, "capabilities": ["completion"],
+                               "model_info": {"general.architecture": "gptoss"}})
+        return ndjson({"model": "gpt-oss:20b", "response": "Paris", "done": False},
+                      {"model": "gpt-oss:20b", "response": ".", "done": True})
+
+    fake.reply(script)
+    ran = herd(fake.server, "run", "gpt-oss:20b-cloud", "What is the capital of France?")
+    assert ran.stdout.strip() == "Paris.", ran.stderr
+    assert [(sent.path, sent.json()["model"]) for sent in fake.requests] == [
+        ("/api/show", "gpt-oss:20b"), ("/api/generate", "gpt-oss:20b")]
+    shown = herd(fake.server, "show", "gpt-oss:20b-cloud")
+    assert "gptoss" in shown.stdout, shown.stderr
+
+
+def test_account_route_and_signin(fake):
+    fake.reply(json_reply({"name": "alice", "email": "a@example.com", "plan": ""}))
+    me = httpx.post(fake.server.base_url + "/api/me")
+    assert (me.status_code, me.json()) == (200, {"name": "alice", "email": "a@example.com", "plan": "free"})
+    assert fake.requests[-1].path == "/api/me" and fake.requests[-1].credential == "signature"
+    assert "You are already signed in as user 'alice'" in herd(fake.server, "signin").stdout
+
+    fake.reply(json_reply(UNAUTHORIZED, 401))
+    refused = httpx.post(fake.server.base_url + "/api/me")
+    assert refused.status_code == 401
+    signin_url = refused.json()["signin_url"]
+    public_line = (fake.home / ".ollama" / "id_ed25519.pub").read_text().strip()
+    assert signin_url.startswith("https://ollama.com/connect?name=")
+    assert base64.urlsafe_b64decode(signin_url.split("&key=")[1] + "==").decode() == public_line
+    printed = herd(fake.server, "signin").stdout
+    assert printed == ("You need to be signed in to Ollama to run Cloud models.\n\n"
+                       f"If your browser did not open, navigate to:\n    {signin_url}\n\n")
+
+    with fake.down():
+        unavailable = httpx.post(fake.server.base_url + "/api/me")
+    assert (unavailable.status_code, unavailable.json()) == (503, {"error": "account unavailable"})
+
+
 def test_disabled_cloud_refuses_with_ollamas_strings(tmp_path):
     home = tmp_path / "home"
     (home / ".ollama").mkdir(parents=True)
@@ -271,9 +313,8 @@ def test_one_herd_is_anothers_cloud_with_an_api_key(tmp_path):
     """The acceptance of the issue: ollama-python and openai, local and :cloud mixed, streaming and not."""
     (tmp_path / "gpu").mkdir()
     (tmp_path / "laptop").mkdir()
-    upstream = start_server(tmp_path / "gpu", HOME=str(tmp_path / "gpu-home"), HERD_API_KEY="team-key")
-    laptop = start_server(tmp_path / "laptop", HOME=str(tmp_path / "laptop-home"), OLLAMA_API_KEY="team-key",
-                          OLLAMA_CLOUD_BASE_URL=upstream.base_url)
+    upstream = start_server(tmp_path / "gpu", HERD_API_KEY="team-key")
+    laptop = start_server(tmp_path / "laptop", OLLAMA_API_KEY="team-key", OLLAMA_CLOUD_BASE_URL=upstream.base_url)
     try:
         client = ollama.Client(host=laptop.base_url, timeout=300)
         options = {"num_predict": 8, "temperature": 0}
@@ -295,6 +336,7 @@ def test_one_herd_is_anothers_cloud_with_an_api_key(tmp_path):
                                                  stream=True)
             assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
                 done.choices[0].message.content
+
     finally:
         stop_server(laptop)
         stop_server(upstream)
