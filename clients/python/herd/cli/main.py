@@ -64,7 +64,13 @@ def _ensure_cloud_key() -> None:
     path = key_path()
     if not path.exists():
         print(f"Couldn't find '{path}'. Generating new private key.")
-    if (public_key := ensure_key(path)) is not None:
+    try:
+        public_key = ensure_key(path)
+    except OSError as error:
+        # A read-only home still serves local models; cloud requests then answer 401.
+        print(f"herd: could not create {path}: {error.strerror}", file=sys.stderr)
+        return
+    if public_key is not None:
         print(f"Your new public key is: \n\n{public_key}\n", flush=True)
 
 
