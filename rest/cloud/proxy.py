@@ -64,7 +64,7 @@ def signed_query(raw_query: str, ts: int) -> str:
 class CloudProxy:
     """One pooled HTTP client to the upstream, for the life of the gateway."""
 
-    def __init__(self, settings: CloudSettings, client_version: str, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, settings: CloudSettings, client_version: str):
         self.settings = settings
         self._client_version = client_version
         # No redirects: a Location elsewhere must not receive the credential. No environment
@@ -74,7 +74,6 @@ class CloudProxy:
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
             follow_redirects=False,
             trust_env=False,
-            transport=transport,
         )
 
     async def close(self) -> None:

@@ -13,7 +13,7 @@ import structlog
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
-from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, parse_ref
+from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
 from herd.rest.cloud.proxy import CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
 from herd.rest.errors import ApiError, dumps, json_response
@@ -64,6 +64,24 @@ def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAIL
                 if ref.is_cloud:
                     return await request.app.ctx.cloud.forward(request, request.path, body, disabled_operation)
                 request.body = body
+        return await handler(request, *args, **kwargs)
+
+    return route
+
+
+def with_pull_name(handler: Handler) -> Handler:
+    """Pull and delete see a cloud name in the registry's stub spelling (``x:8b:cloud`` →
+    ``x:8b-cloud``) and ``x:local`` as ``x``, as Ollama normalises them."""
+
+    @functools.wraps(handler)
+    async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
+        routed = _model_ref(request.body)
+        if routed is not None:
+            payload, ref = routed
+            normalized = normalize_pull_name(ref.original)
+            if normalized != payload["model"]:
+                payload["model"] = normalized
+                request.body = dumps(payload).encode()
         return await handler(request, *args, **kwargs)
 
     return route

@@ -14,7 +14,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
-from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field
+from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field, with_pull_name
 from herd.rest.errors import ApiError, json_response
 from herd.rest.ollama import translate
 from herd.rest.ollama.parsing import parse_json_body
@@ -164,9 +164,9 @@ def create_blueprint() -> Blueprint:
     blueprint.add_route(by_model_field(show, DETAILS_UNAVAILABLE), "/api/show", methods=["POST"])
     blueprint.add_route(ps, "/api/ps", methods=["GET"])
     blueprint.add_route(copy, "/api/copy", methods=["POST"])
-    blueprint.add_route(delete, "/api/delete", methods=["DELETE"])
+    blueprint.add_route(with_pull_name(delete), "/api/delete", methods=["DELETE"])
     blueprint.add_route(create, "/api/create", methods=["POST"])
-    blueprint.add_route(pull, "/api/pull", methods=["POST"])
+    blueprint.add_route(with_pull_name(pull), "/api/pull", methods=["POST"])
     blueprint.add_route(push, "/api/push", methods=["POST"])
     blueprint.add_route(blob_exists, "/api/blobs/<digest>", methods=["HEAD"])
     blueprint.add_route(blob_upload, "/api/blobs/<digest>", methods=["POST"], stream=True)

@@ -94,6 +94,14 @@ def test_cloud_suffix_wins_over_a_local_model_of_that_name(fake):
     assert [sent.json()["model"] for sent in fake.requests] == ["mine:v"]
 
 
+def test_delete_normalises_a_cloud_name_to_the_stub_spelling(fake):
+    client = ollama.Client(host=fake.server.base_url)
+    client.copy(CHAT_MODEL, "stub:8b-cloud")
+    client.delete("stub:8b:cloud")
+    assert "stub:8b-cloud" not in [m.model for m in client.list().models]
+    assert fake.requests == []
+
+
 def test_both_suffixes_are_refused_without_an_upstream_call(fake):
     with pytest.raises(ollama.ResponseError) as refused:
         ollama.Client(host=fake.server.base_url).chat(model="foo:cloud:local", messages=QUESTION)
