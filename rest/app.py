@@ -18,6 +18,7 @@ from sanic.response import HTTPResponse
 from herd.auth import bearer_matches, is_loopback_host, open_aio_channel, warn_if_exposed
 from herd.logs import configure_logging
 from herd.rest import metrics, openapi
+from herd.rest.cloud.routes import install as install_cloud
 from herd.rest.errors import ApiError, error_response, exception_handlers, json_response
 from herd.rest.limits import register_limits
 from herd.rest.ollama.routes import create_blueprint
@@ -159,6 +160,7 @@ def create_app(settings: GatewaySettings, channel: grpc.aio.Channel | None = Non
     app.blueprint(create_openai_blueprint())
     app.blueprint(metrics.create_blueprint())
     app.blueprint(openapi.create_blueprint(settings.version))
+    install_cloud(app, settings.cloud, settings.version)
     return app
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Mapping
 
 import structlog
 
 from herd.limits import DEFAULT_MAX_MESSAGES
+from herd.rest.cloud.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,8 @@ class GatewaySettings:
 
     With an ``api_key`` (``HERD_API_KEY``) every route but ``/`` and ``/api/version`` wants
     ``Authorization: Bearer <api_key>``; without one any bearer token (or none) is accepted. The
-    gateway sends the same key to core, which wants it too.
+    gateway sends the same key to core, which wants it too. ``cloud`` says where cloud model names
+    are proxied to.
     """
 
     host: str = DEFAULT_HOST
@@ -121,6 +123,7 @@ class GatewaySettings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     max_messages: int = DEFAULT_MAX_MESSAGES  # HERD_MAX_MESSAGES, as core reads it
+    cloud: CloudSettings = field(default_factory=CloudSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> GatewaySettings:
@@ -137,6 +140,7 @@ class GatewaySettings:
             max_header_bytes=_positive_int(environ, "HERD_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
             max_headers=_positive_int(environ, "HERD_MAX_HEADERS", DEFAULT_MAX_HEADERS),
             max_messages=_positive_int(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES),
+            cloud=CloudSettings.from_env(environ),
         )
 
 

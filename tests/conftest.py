@@ -46,8 +46,10 @@ def start_server(tmp: Path, bind: str = "127.0.0.1", **env_overrides: str) -> Se
         OLLAMA_HOST=f"{bind}:{port}",
         HERD_GRPC_HOST=f"{bind}:{grpc_port}",
         HERD_LOG_FORMAT="json",
-        **env_overrides,
+        # herd serve makes the cloud key in ~/.ollama: a test's server never touches the real home.
+        HOME=str(tmp / "home"),
     )
+    env.update(env_overrides)
     log_path = tmp / "server.log"
     log_file = log_path.open("wb")
     # Its own session, so that kill_server can take down the whole tree (core, gateway, runners) at once.

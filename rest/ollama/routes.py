@@ -14,6 +14,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
+from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field, with_pull_name
 from herd.rest.errors import ApiError, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
@@ -160,17 +161,17 @@ async def push(request: Request) -> HTTPResponse | None:
 def create_blueprint() -> Blueprint:
     """The /api routes of Ollama's native dialect, on a fresh blueprint for each app."""
     blueprint = Blueprint("ollama")
-    blueprint.add_route(generate, "/api/generate", methods=["POST"])
-    blueprint.add_route(chat, "/api/chat", methods=["POST"])
-    blueprint.add_route(embed, "/api/embed", methods=["POST"])
-    blueprint.add_route(embeddings, "/api/embeddings", methods=["POST"])
+    blueprint.add_route(by_model_field(generate), "/api/generate", methods=["POST"])
+    blueprint.add_route(by_model_field(chat), "/api/chat", methods=["POST"])
+    blueprint.add_route(by_model_field(embed), "/api/embed", methods=["POST"])
+    blueprint.add_route(by_model_field(embeddings), "/api/embeddings", methods=["POST"])
     blueprint.add_route(tags, "/api/tags", methods=["GET", "HEAD"])
-    blueprint.add_route(show, "/api/show", methods=["POST"])
+    blueprint.add_route(by_model_field(show, DETAILS_UNAVAILABLE), "/api/show", methods=["POST"])
     blueprint.add_route(ps, "/api/ps", methods=["GET"])
     blueprint.add_route(copy, "/api/copy", methods=["POST"])
-    blueprint.add_route(delete, "/api/delete", methods=["DELETE"])
+    blueprint.add_route(with_pull_name(delete), "/api/delete", methods=["DELETE"])
     blueprint.add_route(create, "/api/create", methods=["POST"])
-    blueprint.add_route(pull, "/api/pull", methods=["POST"])
+    blueprint.add_route(with_pull_name(pull), "/api/pull", methods=["POST"])
     blueprint.add_route(push, "/api/push", methods=["POST"])
     blueprint.add_route(blob_exists, "/api/blobs/<digest>", methods=["HEAD"])
     blueprint.add_route(blob_upload, "/api/blobs/<digest>", methods=["POST"], stream=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
+from herd.rest.cloud.routes import by_model_field, by_model_path
 from herd.rest.errors import ApiError, exception_handlers, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
@@ -102,13 +103,13 @@ async def retrieve_model(request: Request, model: str) -> HTTPResponse:
 def create_blueprint() -> Blueprint:
     """The /v1 routes, on a fresh blueprint for each app; its errors in OpenAI's shape."""
     blueprint = Blueprint("openai")
-    blueprint.add_route(chat_completions, "/v1/chat/completions", methods=["POST"])
-    blueprint.add_route(completions, "/v1/completions", methods=["POST"])
-    blueprint.add_route(responses, "/v1/responses", methods=["POST"])
-    blueprint.add_route(embeddings, "/v1/embeddings", methods=["POST"])
+    blueprint.add_route(by_model_field(chat_completions), "/v1/chat/completions", methods=["POST"])
+    blueprint.add_route(by_model_field(completions), "/v1/completions", methods=["POST"])
+    blueprint.add_route(by_model_field(responses), "/v1/responses", methods=["POST"])
+    blueprint.add_route(by_model_field(embeddings), "/v1/embeddings", methods=["POST"])
     blueprint.add_route(list_models, "/v1/models", methods=["GET"])
     # One path segment, percent-decoded as gin's router decodes it (clients may send ":" as %3A).
-    blueprint.add_route(retrieve_model, "/v1/models/<model>", methods=["GET"], unquote=True)
+    blueprint.add_route(by_model_path(retrieve_model), "/v1/models/<model>", methods=["GET"], unquote=True)
     for exception_type, handler in exception_handlers(openai_error_response):
         blueprint.exception(exception_type)(handler)
     return blueprint

@@ -19,9 +19,10 @@ DEFAULT_PORT = 11434
 class ApiError(Exception):
     """What the server refused, with its message; ``status`` 0 when it could not be reached."""
 
-    def __init__(self, message: str, status: int = 0):
+    def __init__(self, message: str, status: int = 0, body: dict | None = None):
         super().__init__(message)
         self.status = status
+        self.body = body or {}
 
 
 def base_url(environ=os.environ) -> str:
@@ -65,10 +66,11 @@ class Client:
         except urllib.error.HTTPError as error:
             text = error.read().decode("utf-8", "replace")
             try:
-                message = json.loads(text)["error"]
+                body = json.loads(text)
+                message = body["error"]
             except (ValueError, KeyError, TypeError):
-                message = text.strip() or error.reason
-            raise ApiError(message, error.code) from None
+                body, message = None, text.strip() or error.reason
+            raise ApiError(message, error.code, body if isinstance(body, dict) else None) from None
         except urllib.error.URLError:
             raise ApiError("could not connect to herd: is `herd serve` running?") from None
 

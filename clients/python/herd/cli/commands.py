@@ -201,6 +201,25 @@ def push(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+CONNECT_INSTRUCTIONS = "If your browser did not open, navigate to:\n    {url}\n\n"
+
+
+def signin(args: argparse.Namespace, client: Client) -> int:
+    """Whether the server's key is linked to an account; if not, the URL that links it."""
+    try:
+        user = client.post("/api/me", None)
+    except ApiError as error:
+        if error.status != 401:
+            raise
+        print("You need to be signed in to Ollama to run Cloud models.\n")
+        if url := error.body.get("signin_url"):
+            print(CONNECT_INSTRUCTIONS.format(url=url), end="")
+        return 0
+    if user and user.get("name"):
+        print(f"You are already signed in as user '{user['name']}'\n")
+    return 0
+
+
 def add_commands(commands) -> None:
     """Adds the model commands to the ``herd`` argument parser."""
     list_parser = commands.add_parser("list", aliases=["ls"], help="list models")
@@ -227,6 +246,7 @@ def add_commands(commands) -> None:
     create_parser.add_argument("-f", "--file", help="name of the Modelfile (default: Modelfile)")
     create_parser.add_argument("-q", "--quantize", help="quantize the model to this level (e.g. q4_K_M)")
     create_parser.set_defaults(func=create)
+    commands.add_parser("signin", help="sign in to ollama.com").set_defaults(func=signin)
     for name, func in (("pull", pull), ("push", push)):
         transfer = commands.add_parser(name, help=f"{name} a model {'from' if name == 'pull' else 'to'} a registry")
         transfer.add_argument("model")

@@ -19,6 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from herd.cli.api import ApiError, Client
 from herd.cli.commands import add_commands
 from herd.cli.run import add_run_command, bare_flags_as_true
+from herd.cloud_key import ensure_key, key_path
 
 CORE_MODULE = "herd.core.server"
 GATEWAY_MODULE = "herd.rest.app"
@@ -58,7 +59,23 @@ def _run_module(module: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", module], env=env)
 
 
+def _ensure_cloud_key() -> None:
+    """The key cloud requests are signed with, made as ``ollama serve`` makes it (never replaced)."""
+    path = key_path()
+    if not path.exists():
+        print(f"Couldn't find '{path}'. Generating new private key.")
+    try:
+        public_key = ensure_key(path)
+    except OSError as error:
+        # A read-only home still serves local models; cloud requests then answer 401.
+        print(f"herd: could not create {path}: {error.strerror}", file=sys.stderr)
+        return
+    if public_key is not None:
+        print(f"Your new public key is: \n\n{public_key}\n", flush=True)
+
+
 def serve(args: argparse.Namespace) -> int:
+    _ensure_cloud_key()
     env = dict(os.environ)
     env.setdefault("HERD_GRPC_HOST", DEFAULT_GRPC_HOST)
     children: list[subprocess.Popen] = []

@@ -1,0 +1,1 @@
+"""Hybrid cloud mode: model names that route upstream, proxied untouched past core."""

@@ -1,0 +1,169 @@
+"""Which requests go to the cloud: a model name with a cloud suffix on the inference and show
+routes (the handlers are wrapped, so core never sees them), the experimental web routes, and
+``GET /api/status`` and ``POST /api/me``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Awaitable, Callable
+
+import httpx
+import structlog
+from sanic import Blueprint, Request, Sanic
+from sanic.response import HTTPResponse
+
+from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
+from herd.rest.cloud.proxy import CloudProxy, Unauthorized
+from herd.rest.cloud.settings import CloudSettings
+from herd.rest.errors import ApiError, dumps, json_response
+
+log = structlog.get_logger(__name__)
+
+INFERENCE_UNAVAILABLE = "remote model is unavailable"
+DETAILS_UNAVAILABLE = "remote model details are unavailable"
+WEB_SEARCH_UNAVAILABLE = "web search is unavailable"
+WEB_FETCH_UNAVAILABLE = "web fetch is unavailable"
+MISSING_BODY = "missing request body"
+ACCOUNT_UNAVAILABLE = "account unavailable"
+
+Handler = Callable[..., Awaitable[HTTPResponse | None]]
+
+
+def _model_ref(body: bytes) -> tuple[dict, ModelRef] | None:
+    """The JSON object and its ``model``'s source; None where there is no model name to route by,
+    leaving the local handler to report what is wrong with the body."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+        return None
+    try:
+        return payload, parse_ref(payload["model"])
+    except ModelRefError as error:
+        if str(error) == MODEL_REQUIRED:
+            return None
+        raise ApiError(400, str(error)) from None
+
+
+def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAILABLE) -> Handler:
+    """``handler`` for local names; a cloud name's request goes upstream with ``model`` = its base.
+
+    ``x:local`` reaches ``handler`` as ``x``.
+    """
+
+    @functools.wraps(handler)
+    async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
+        routed = _model_ref(request.body)
+        if routed is not None:
+            payload, ref = routed
+            if ref.source is not ModelSource.UNSPECIFIED:
+                payload["model"] = ref.base
+                body = dumps(payload).encode()
+                if ref.is_cloud:
+                    return await request.app.ctx.cloud.forward(request, request.path, body, disabled_operation)
+                request.body = body
+        return await handler(request, *args, **kwargs)
+
+    return route
+
+
+def with_pull_name(handler: Handler) -> Handler:
+    """Pull and delete see a cloud name in the registry's stub spelling (``x:8b:cloud`` →
+    ``x:8b-cloud``) and ``x:local`` as ``x``, as Ollama normalises them."""
+
+    @functools.wraps(handler)
+    async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
+        routed = _model_ref(request.body)
+        if routed is not None:
+            payload, ref = routed
+            normalized = normalize_pull_name(ref.original)
+            if normalized != payload["model"]:
+                payload["model"] = normalized
+                request.body = dumps(payload).encode()
+        return await handler(request, *args, **kwargs)
+
+    return route
+
+
+def by_model_path(handler: Handler) -> Handler:
+    """``GET /v1/models/{name}``: a cloud name is asked of the upstream as ``/v1/models/{base}``."""
+
+    @functools.wraps(handler)
+    async def route(request: Request, model: str) -> HTTPResponse | None:
+        try:
+            ref = parse_ref(model)
+        except ModelRefError:
+            ref = None
+        if ref is not None and ref.is_cloud:
+            return await request.app.ctx.cloud.forward(request, f"/v1/models/{ref.base}", None, DETAILS_UNAVAILABLE)
+        return await handler(request, model)
+
+    return route
+
+
+def _web_route(upstream_path: str, disabled_operation: str) -> Handler:
+    async def route(request: Request) -> HTTPResponse | None:
+        # The client's Authorization is never forwarded (the proxy sets its own); an empty body
+        # is refused before anything is sent.
+        if not request.body.strip():
+            return json_response({"error": MISSING_BODY}, status=400)
+        return await request.app.ctx.cloud.forward(request, upstream_path, request.body, disabled_operation)
+
+    route.__name__ = "cloud_" + upstream_path.rsplit("/", 1)[-1]
+    return route
+
+
+async def status(request: Request) -> HTTPResponse:
+    settings: CloudSettings = request.app.ctx.cloud.settings
+    return json_response({"cloud": {"disabled": settings.disabled, "source": settings.disabled_source}})
+
+
+async def whoami(request: Request) -> HTTPResponse:
+    """``POST /api/me``: the account the server's credential belongs to, asked of the upstream."""
+    proxy: CloudProxy = request.app.ctx.cloud
+    try:
+        upstream = await proxy.call("POST", "/api/me")
+    except Unauthorized:
+        return proxy.unauthorized()
+    except httpx.TransportError as error:
+        log.warning("account_unavailable", error=repr(error))
+        return json_response({"error": ACCOUNT_UNAVAILABLE}, status=503)
+    if upstream.status_code == 401:
+        return proxy.unauthorized()
+    try:
+        user = upstream.json() if upstream.status_code == 200 else None
+    except ValueError:
+        user = None
+    if not isinstance(user, dict):
+        log.warning("account_unavailable", status=upstream.status_code)
+        return json_response({"error": ACCOUNT_UNAVAILABLE}, status=503)
+    if not user.get("name"):
+        return proxy.unauthorized()
+    if not str(user.get("plan") or "").strip():
+        user["plan"] = "free"
+    return json_response(user)
+
+
+def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
+    """The cloud proxy on ``app.ctx.cloud`` for the app's life, and the routes that only the cloud serves."""
+
+    async def open_proxy(app: Sanic) -> None:
+        app.ctx.cloud = CloudProxy(settings, client_version)
+        log.info("cloud", disabled=settings.disabled, source=settings.disabled_source, upstream=settings.base_url,
+                 credential="api_key" if settings.api_key else "ed25519")
+
+    async def close_proxy(app: Sanic) -> None:
+        await app.ctx.cloud.close()
+
+    app.register_listener(open_proxy, "before_server_start")
+    app.register_listener(close_proxy, "after_server_stop")
+    blueprint = Blueprint("cloud")
+    blueprint.add_route(_web_route("/api/web_search", WEB_SEARCH_UNAVAILABLE), "/api/experimental/web_search",
+                        methods=["POST"])
+    blueprint.add_route(_web_route("/api/web_fetch", WEB_FETCH_UNAVAILABLE), "/api/experimental/web_fetch",
+                        methods=["POST"])
+    blueprint.add_route(status, "/api/status", methods=["GET"])
+    blueprint.add_route(whoami, "/api/me", methods=["POST"])
+    app.blueprint(blueprint)
