@@ -35,7 +35,7 @@ def _model_ref(body: bytes) -> tuple[dict, ModelRef] | None:
     leaving the local handler to report what is wrong with the body."""
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep, which the local parser words
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
         return None

@@ -93,7 +93,12 @@ def still_safe_afterwards(request: pytest.FixtureRequest, root: Path) -> Iterato
     server: Server = request.getfixturevalue("store_server")
     assert httpx.get(server.base_url + "/api/version", timeout=10).status_code == 200
     assert_store_is_consistent(server.models_dir)
-    assert {path.name for path in root.iterdir()} <= {"models", "server.log"}
+    assert {path.name for path in root.iterdir()} <= {"models", "server.log", "home"}
+    # The server's temporary HOME holds only the cloud key herd serve makes at start.
+    home = root / "home"
+    if home.exists():
+        assert {str(path.relative_to(home)) for path in home.rglob("*")} <= {
+            ".ollama", ".ollama/id_ed25519", ".ollama/id_ed25519.pub"}
     if server.models_dir.exists():
         assert {path.name for path in server.models_dir.iterdir()} <= {"blobs", "manifests"}
 
