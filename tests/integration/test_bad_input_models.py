@@ -193,7 +193,8 @@ def test_a_model_llama_cpp_cannot_load_fails_cleanly_and_others_keep_serving(ser
     assert "no-tensors" not in {m["name"] for m in httpx.get(server.base_url + "/api/ps").json()["models"]}
     reply = httpx.post(server.base_url + "/api/generate", json={"model": CHAT_MODEL, "prompt": "Hi", "stream": False,
                                                                "options": {"num_predict": 3}}, timeout=120)
-    assert reply.status_code == 200 and reply.json()["eval_count"] == 3
+    # The chat model may end its answer before the limit (it samples, and "Hi" invites a short reply).
+    assert reply.status_code == 200 and 1 <= reply.json()["eval_count"] <= 3 and reply.json()["response"]
     assert httpx.request("DELETE", server.base_url + "/api/delete", json={"model": "no-tensors"}).status_code == 200
 
 
@@ -254,6 +255,6 @@ def test_a_killed_runner_fails_its_requests_and_spares_other_models(server):
     again = generate(BASE_MODEL, prompt="The sky is", stream=False, options={"num_predict": 3})
     assert again.status_code == 200 and again.json()["eval_count"] == 3 and again.json()["load_duration"] < 10**8
     reloaded = generate(CHAT_MODEL, prompt="The sky is", stream=False, options={"num_predict": 3})
-    assert reloaded.status_code == 200 and reloaded.json()["eval_count"] == 3
+    assert reloaded.status_code == 200 and 1 <= reloaded.json()["eval_count"] <= 3  # the chat model may stop sooner
     assert model_runner(server, CHAT_MODEL) != victim
     assert httpx.get(server.base_url + "/api/version").status_code == 200
