@@ -114,6 +114,10 @@ OPERATIONS = (
               {"200": _json_reply("{\"cloud\": {\"disabled\": ..., \"source\": ...}}")}, tag="cloud"),
     Operation("/api/me", "post", "The cloud account the server's key belongs to, asked of the upstream",
               {"200": _json_reply("The account")}, tag="cloud"),
+    Operation("/api/signout", "post", "Unlink the server's key from its cloud account",
+              {"200": _json_reply("null")}, tag="cloud"),
+    Operation("/api/user/keys/{encoded_key}", "delete", "Unlink the server's key (Ollama's older route)",
+              {"200": _json_reply("null")}, tag="cloud"),
     Operation("/api/experimental/web_search", "post", "Web search, passed to the cloud's /api/web_search",
               {"200": _json_reply("Results")}, _OBJECT, tag="cloud"),
     Operation("/api/experimental/web_fetch", "post", "Web fetch, passed to the cloud's /api/web_fetch",
@@ -127,6 +131,7 @@ OPERATIONS = (
 _PATH_PARAMETERS = {
     "digest": "sha256-<64 hex digits> (or sha256:<hex>)",
     "model": "a model name; percent-encoded \":\" is accepted",
+    "encoded_key": "ignored: the server's own key is the one unlinked",
 }
 
 

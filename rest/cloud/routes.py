@@ -13,6 +13,7 @@ import structlog
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
+from herd.cloud_key import KeyUnavailable, encoded_public_key, load_key
 from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
 from herd.rest.cloud.proxy import CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
@@ -26,6 +27,8 @@ WEB_SEARCH_UNAVAILABLE = "web search is unavailable"
 WEB_FETCH_UNAVAILABLE = "web fetch is unavailable"
 MISSING_BODY = "missing request body"
 ACCOUNT_UNAVAILABLE = "account unavailable"
+SIGNOUT_FAILED = "there was an error signing out"
+NOT_SIGNED_IN = "you are not currently signed in"
 
 Handler = Callable[..., Awaitable[HTTPResponse | None]]
 
@@ -146,6 +149,26 @@ async def whoami(request: Request) -> HTTPResponse:
     return json_response(user)
 
 
+async def signout(request: Request, encoded_key: str = "") -> HTTPResponse:
+    """``POST /api/signout`` (and Ollama's older ``DELETE /api/user/keys/<key>``): unlinks this
+    server's key from its account, asking the upstream to delete it."""
+    proxy: CloudProxy = request.app.ctx.cloud
+    try:
+        encoded = encoded_public_key(load_key(proxy.settings.key_path))
+        upstream = await proxy.call("DELETE", f"/api/user/keys/{encoded}")
+    except (KeyUnavailable, Unauthorized):
+        return json_response({"error": SIGNOUT_FAILED}, status=500)
+    except httpx.TransportError as error:
+        log.warning("signout_failed", error=repr(error))
+        return json_response({"error": SIGNOUT_FAILED}, status=500)
+    if upstream.status_code == 401:
+        return json_response({"error": NOT_SIGNED_IN}, status=401)
+    if upstream.status_code >= 400:
+        log.warning("signout_failed", status=upstream.status_code)
+        return json_response({"error": SIGNOUT_FAILED}, status=500)
+    return json_response(None)
+
+
 def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
     """The cloud proxy on ``app.ctx.cloud`` for the app's life, and the routes that only the cloud serves."""
 
@@ -166,4 +189,6 @@ def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
                         methods=["POST"])
     blueprint.add_route(status, "/api/status", methods=["GET"])
     blueprint.add_route(whoami, "/api/me", methods=["POST"])
+    blueprint.add_route(signout, "/api/signout", methods=["POST"])
+    blueprint.add_route(signout, "/api/user/keys/<encoded_key>", methods=["DELETE"], name="signout_by_key")
     app.blueprint(blueprint)

@@ -290,6 +290,26 @@ def test_account_route_and_signin(fake):
     assert (unavailable.status_code, unavailable.json()) == (503, {"error": "account unavailable"})
 
 
+def test_signout_deletes_this_servers_key_upstream(fake):
+    fake.reply(json_reply(None))
+    reply = httpx.post(fake.server.base_url + "/api/signout")
+    assert (reply.status_code, reply.text) == (200, "null")
+    public_line = (fake.home / ".ollama" / "id_ed25519.pub").read_text().strip()
+    deleted = fake.requests[-1]
+    assert deleted.method == "DELETE" and deleted.credential == "signature"
+    assert base64.urlsafe_b64decode(deleted.path.removeprefix("/api/user/keys/") + "==").decode() == public_line
+    assert herd(fake.server, "signout").stdout == "You have signed out of ollama.com\n\n"
+
+    fake.reply(json_reply(UNAUTHORIZED, 401))
+    refused = httpx.request("DELETE", fake.server.base_url + "/api/user/keys/anything")  # Ollama's older route
+    assert (refused.status_code, refused.json()) == (401, {"error": "you are not currently signed in"})
+    assert herd(fake.server, "signout").stdout == "You are not signed in to ollama.com\n\n"
+
+    with fake.down():
+        failed = httpx.post(fake.server.base_url + "/api/signout")
+    assert (failed.status_code, failed.json()) == (500, {"error": "there was an error signing out"})
+
+
 def test_disabled_cloud_refuses_with_ollamas_strings(tmp_path):
     home = tmp_path / "home"
     (home / ".ollama").mkdir(parents=True)

@@ -71,7 +71,11 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> str:
     return f"{wire_key}:{base64.b64encode(key.sign(data)).decode()}"
 
 
+def encoded_public_key(key: Ed25519PrivateKey) -> str:
+    """The public key line in unpadded base64url: how ollama.com names a key in URLs."""
+    return base64.urlsafe_b64encode(public_key_line(key).encode()).decode().rstrip("=")
+
+
 def signin_url(key: Ed25519PrivateKey, hostname: str) -> str:
     """Where a person links this key to an ollama.com account (Ollama's ``signinURL``)."""
-    encoded = base64.urlsafe_b64encode(public_key_line(key).encode()).decode().rstrip("=")
-    return SIGNIN_URL.format(name=quote(hostname, safe="$&+:=@"), key=encoded)
+    return SIGNIN_URL.format(name=quote(hostname, safe="$&+:=@"), key=encoded_public_key(key))

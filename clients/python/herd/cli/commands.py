@@ -220,6 +220,19 @@ def signin(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def signout(args: argparse.Namespace, client: Client) -> int:
+    """Unlinks the server's key from its ollama.com account."""
+    try:
+        client.post("/api/signout", None)
+    except ApiError as error:
+        if error.status != 401:
+            raise
+        print("You are not signed in to ollama.com\n")
+        return 0
+    print("You have signed out of ollama.com\n")
+    return 0
+
+
 def add_commands(commands) -> None:
     """Adds the model commands to the ``herd`` argument parser."""
     list_parser = commands.add_parser("list", aliases=["ls"], help="list models")
@@ -247,6 +260,7 @@ def add_commands(commands) -> None:
     create_parser.add_argument("-q", "--quantize", help="quantize the model to this level (e.g. q4_K_M)")
     create_parser.set_defaults(func=create)
     commands.add_parser("signin", help="sign in to ollama.com").set_defaults(func=signin)
+    commands.add_parser("signout", help="sign out from ollama.com").set_defaults(func=signout)
     for name, func in (("pull", pull), ("push", push)):
         transfer = commands.add_parser(name, help=f"{name} a model {'from' if name == 'pull' else 'to'} a registry")
         transfer.add_argument("model")
