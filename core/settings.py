@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from herd.durations import parse_env_duration
-from herd.limits import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES
+from herd.limits import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_PROMPT_BYTES, limit_from_env
 
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 1_000_000_000
 DEFAULT_NUM_CTX = 4096
@@ -83,11 +83,8 @@ class CoreSettings:
         values["api_key"] = _env(environ, "HERD_API_KEY")
         values["tls_cert"] = _env(environ, "HERD_GRPC_TLS_CERT")
         values["tls_key"] = _env(environ, "HERD_GRPC_TLS_KEY")
-        for name, variable in (
-            ("grpc_max_message_bytes", "HERD_GRPC_MAX_MESSAGE_BYTES"),
-            ("max_prompt_bytes", "HERD_MAX_PROMPT_BYTES"),
-            ("max_messages", "HERD_MAX_MESSAGES"),
-        ):
-            if (text := _env(environ, variable)) and int(text) > 0:
-                values[name] = int(text)
+        values["grpc_max_message_bytes"] = limit_from_env(
+            environ, "HERD_GRPC_MAX_MESSAGE_BYTES", DEFAULT_GRPC_MAX_MESSAGE_BYTES)
+        values["max_prompt_bytes"] = limit_from_env(environ, "HERD_MAX_PROMPT_BYTES", DEFAULT_MAX_PROMPT_BYTES)
+        values["max_messages"] = limit_from_env(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES)
         return cls(**values)

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import structlog
 
-from herd.limits import DEFAULT_MAX_MESSAGES
+from herd.limits import DEFAULT_MAX_MESSAGES, limit_from_env
 from herd.rest.cloud.settings import CloudSettings
 
 log = structlog.get_logger(__name__)
@@ -136,19 +136,10 @@ class GatewaySettings:
             api_key=env_value(environ, "HERD_API_KEY"),
             origins=env_value(environ, "OLLAMA_ORIGINS"),
             grpc_tls_ca=env_value(environ, "HERD_GRPC_TLS_CA"),
-            max_body_bytes=_positive_int(environ, "HERD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            max_header_bytes=_positive_int(environ, "HERD_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
-            max_headers=_positive_int(environ, "HERD_MAX_HEADERS", DEFAULT_MAX_HEADERS),
-            max_messages=_positive_int(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES),
+            max_body_bytes=limit_from_env(environ, "HERD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+            max_header_bytes=limit_from_env(environ, "HERD_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES),
+            max_headers=limit_from_env(environ, "HERD_MAX_HEADERS", DEFAULT_MAX_HEADERS),
+            max_messages=limit_from_env(environ, "HERD_MAX_MESSAGES", DEFAULT_MAX_MESSAGES),
             cloud=CloudSettings.from_env(environ),
         )
 
-
-def _positive_int(environ: Mapping[str, str], key: str, default: int) -> int:
-    text = env_value(environ, key)
-    if not text:
-        return default
-    if not text.isdigit() or int(text) == 0:
-        log.warning("invalid_setting", variable=key, value=text, default=default)
-        return default
-    return int(text)

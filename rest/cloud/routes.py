@@ -5,8 +5,7 @@ routes (the handlers are wrapped, so core never sees them), the experimental web
 from __future__ import annotations
 
 import functools
-import json
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import httpx
 import structlog
@@ -18,6 +17,7 @@ from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, 
 from herd.rest.cloud.proxy import CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
 from herd.rest.errors import ApiError, dumps, json_response
+from herd.rest.ollama.parsing import parse_json_body
 
 log = structlog.get_logger(__name__)
 
@@ -33,13 +33,21 @@ NOT_SIGNED_IN = "you are not currently signed in"
 Handler = Callable[..., Awaitable[HTTPResponse | None]]
 
 
-def _model_ref(body: bytes) -> tuple[dict, ModelRef] | None:
-    """The JSON object and its ``model``'s source; None where there is no model name to route by,
-    leaving the local handler to report what is wrong with the body."""
+def request_json(request: Request, parse: Callable[[bytes], Any] = parse_json_body) -> Any:
+    """The request's JSON: as the routing wrappers below parsed it (its ``model`` respelled), or
+    parsed now with ``parse``, which words a bad body in the route's dialect."""
+    parsed = getattr(request.ctx, "json", None)
+    return parsed if parsed is not None else parse(request.body)
+
+
+def _model_ref(request: Request) -> tuple[dict, ModelRef] | None:
+    """The JSON object and its ``model``'s source, the object kept for :func:`request_json`; None
+    where there is no model name to route by, leaving the handler to report what is wrong."""
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep, which the local parser words
+        payload = parse_json_body(request.body)
+    except ApiError:
         return None
+    request.ctx.json = payload
     if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
         return None
     try:
@@ -58,15 +66,14 @@ def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAIL
 
     @functools.wraps(handler)
     async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
-        routed = _model_ref(request.body)
+        routed = _model_ref(request)
         if routed is not None:
             payload, ref = routed
             if ref.source is not ModelSource.UNSPECIFIED:
                 payload["model"] = ref.base
-                body = dumps(payload).encode()
                 if ref.is_cloud:
+                    body = dumps(payload).encode()
                     return await request.app.ctx.cloud.forward(request, request.path, body, disabled_operation)
-                request.body = body
         return await handler(request, *args, **kwargs)
 
     return route
@@ -78,13 +85,10 @@ def with_pull_name(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
-        routed = _model_ref(request.body)
+        routed = _model_ref(request)
         if routed is not None:
             payload, ref = routed
-            normalized = normalize_pull_name(ref.original)
-            if normalized != payload["model"]:
-                payload["model"] = normalized
-                request.body = dumps(payload).encode()
+            payload["model"] = normalize_pull_name(ref.original)
         return await handler(request, *args, **kwargs)
 
     return route

@@ -14,7 +14,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
-from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field, with_pull_name
+from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field, request_json, with_pull_name
 from herd.rest.errors import ApiError, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
@@ -40,13 +40,13 @@ async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_resp
 
 
 async def generate(request: Request) -> HTTPResponse | None:
-    call = translate.generate_request(parse_json_body(request.body))
+    call = translate.generate_request(request_json(request))
     inference = request.app.ctx.inference
     return await _stream_or_drain(request, call, inference.Generate, translate.generate_chunk, translate.generate_response)
 
 
 async def chat(request: Request) -> HTTPResponse | None:
-    body = parse_json_body(request.body)
+    body = request_json(request)
     check_message_count(request, body)
     call = translate.chat_request(body)
     inference = request.app.ctx.inference
@@ -54,13 +54,13 @@ async def chat(request: Request) -> HTTPResponse | None:
 
 
 async def embed(request: Request) -> HTTPResponse:
-    pb = translate.embed_request(parse_json_body(request.body))
+    pb = translate.embed_request(request_json(request))
     rpc = request.app.ctx.inference.Embed(pb, metadata=_metadata(request))
     return json_response(translate.embed_response(await unary(rpc, translate.embed_not_found(pb.model))))
 
 
 async def embeddings(request: Request) -> HTTPResponse:
-    pb = translate.embeddings_request(parse_json_body(request.body))
+    pb = translate.embeddings_request(request_json(request))
     rpc = request.app.ctx.inference.Embed(pb, metadata=_metadata(request))
     return json_response(translate.embeddings_response(await unary(rpc, translate.embed_not_found(pb.model))))
 
@@ -71,7 +71,7 @@ async def tags(request: Request) -> HTTPResponse:
 
 
 async def show(request: Request) -> HTTPResponse:
-    pb = translate.show_request(parse_json_body(request.body))
+    pb = translate.show_request(request_json(request))
     rpc = request.app.ctx.models.Show(pb, metadata=_metadata(request))
     try:
         shown = await unary(rpc)
@@ -95,7 +95,7 @@ async def copy(request: Request) -> HTTPResponse:
 
 
 async def delete(request: Request) -> HTTPResponse:
-    pb = translate.delete_request(parse_json_body(request.body))
+    pb = translate.delete_request(request_json(request))
     rpc = request.app.ctx.models.Delete(pb, metadata=_metadata(request))
     await unary(rpc, f"model '{pb.model}' not found")
     return HTTPResponse(status=200)
@@ -143,7 +143,7 @@ async def create(request: Request) -> HTTPResponse | None:
 
 async def _registry_transfer(request: Request, rpc_method, request_type) -> HTTPResponse | None:
     """Pull and push alike: progress lines, or the last one for ``stream:false``."""
-    call = translate.transfer_request(parse_json_body(request.body))
+    call = translate.transfer_request(request_json(request))
     rpc = rpc_method(request_type(model=call.model, insecure=call.insecure), metadata=_metadata(request))
     if call.stream:
         return await stream_ndjson(request, rpc, translate.progress_chunk)

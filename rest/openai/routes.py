@@ -10,7 +10,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from herd.rest.cloud.routes import by_model_field, by_model_path
+from herd.rest.cloud.routes import by_model_field, by_model_path, request_json
 from herd.rest.errors import ApiError, exception_handlers, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
@@ -48,7 +48,7 @@ async def _complete(request: Request, call, rpc_method, completion_id: str, stre
 
 
 async def chat_completions(request: Request) -> HTTPResponse | None:
-    body = parse_body(request.body)
+    body = request_json(request, parse_body)
     check_message_count(request, body)
     call = translate.chat_request(body)
     return await _complete(request, call, request.app.ctx.inference.Chat, translate.chat_completion_id(),
@@ -56,14 +56,14 @@ async def chat_completions(request: Request) -> HTTPResponse | None:
 
 
 async def completions(request: Request) -> HTTPResponse | None:
-    call = translate.completion_request(parse_body(request.body))
+    call = translate.completion_request(request_json(request, parse_body))
     return await _complete(request, call, request.app.ctx.inference.Generate, translate.completion_id(),
                            translate.CompletionStream, translate.completion)
 
 
 async def responses(request: Request) -> HTTPResponse | None:
     responses_api.check_content_encoding(request.headers.get("content-encoding"))
-    body = parse_body(request.body)
+    body = request_json(request, parse_body)
     check_message_count(request, body, field="input")
     call = responses_api.responses_request(body)
     response_id, item_id = responses_api.response_id(), responses_api.message_id()
@@ -78,7 +78,7 @@ async def responses(request: Request) -> HTTPResponse | None:
 
 
 async def embeddings(request: Request) -> HTTPResponse:
-    call = translate.embeddings_request(parse_body(request.body))
+    call = translate.embeddings_request(request_json(request, parse_body))
     rpc = request.app.ctx.inference.Embed(call.request, metadata=_metadata(request))
     reply = await unary(rpc, embed_not_found(call.request.model))
     return json_response(translate.embedding_list(reply, call.model, call.base64))
