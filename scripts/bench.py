@@ -167,9 +167,12 @@ ANIMALS = ("fox", "heron", "badger", "otter", "crow", "hare", "lynx", "seal")
 DREAMS = ("sailing to the far islands", "building a lighthouse", "learning to sing", "mapping the stars")
 
 
-def story_prompt(client: int, request: int) -> str:
-    """A short prompt (~30 tokens), different from the first token on, so no two share cells."""
-    return (f"{client}.{request} Once upon a time, in a village by the sea, there lived a "
+def story_prompt(series: int, client: int, request: int) -> str:
+    """A short prompt (~30 tokens), different from the first token on, so no two share cells.
+
+    ``series`` (the concurrency level) keeps one level's prompts out of another's prefix cache.
+    """
+    return (f"{series}:{client}.{request} Once upon a time, in a village by the sea, there lived a "
             f"{ANIMALS[(client + request) % len(ANIMALS)]} who dreamed of "
             f"{DREAMS[(client * 3 + request) % len(DREAMS)]}. One morning,")
 
@@ -230,7 +233,7 @@ def raw_concurrent(model, threads: int, ctx_per_seq: int, clients: int, requests
     mem = llama_cpp.llama_get_memory(ctx)
     batch = llama_cpp.llama_batch_init(512, 0, 1)
     piece = (ctypes.c_char * 256)()
-    queues = [[story_prompt(c, r) for r in range(requests)] for c in range(clients)]
+    queues = [[story_prompt(clients, c, r) for r in range(requests)] for c in range(clients)]
     slots: list[_RawSequence | None] = [None] * clients
     ttfts: list[float] = []
     total = 0
@@ -302,7 +305,7 @@ async def herd_concurrent(base: str, model: str, clients: int, requests: int, to
     async def client_loop(client: httpx.AsyncClient, index: int) -> None:
         await asyncio.sleep(first_arrival(index, stagger_s))
         for r in range(requests):
-            body = {"model": model, "prompt": story_prompt(index, r), "raw": True, "stream": True,
+            body = {"model": model, "prompt": story_prompt(clients, index, r), "raw": True, "stream": True,
                     "options": {**SAMPLING, "seed": SEED + index * requests + r,
                                 "num_predict": tokens, "num_thread": threads}}
             sent = time.perf_counter()
@@ -331,7 +334,7 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
     print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT p50/p99 ms':>20}"
           f" {'herd TTFT p50/p99 ms':>21}")
     for level in args.levels:
-        requests = args.requests or max(2, 24 // level)  # about the same number of tokens at every level
+        requests = args.requests or max(3, 24 // level)  # about the same number of tokens at every level; 3 so the start is not half the sample
         raw = raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens, args.stagger / 1e3)
         herd = asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads, args.stagger / 1e3))
         print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} "
@@ -479,7 +482,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5, help="single-stream runs per model")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent streams")
-    parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 2)")
+    parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 3)")
     parser.add_argument("--stagger", type=float, default=100.0, help="ms between the clients' first requests")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096, help="context per sequence")

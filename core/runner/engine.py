@@ -285,6 +285,11 @@ class Engine:
         self._parked_budget = PARKED_PREFIX_BUDGET_BYTES
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
+        # On a CPU a step costs about its token count, so prompts arriving together are prefilled one
+        # per step: each newcomer's first token then waits for its own prompt rather than for all of
+        # them, and sequences that arrived together stop finishing (and coming back) together. A GPU
+        # takes extra prompts in one step almost for free, so there they share it.
+        self._one_prompt_per_step = gpu_layers == 0
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)
         # One candidate buffer serves every grammar-constrained pick (the engine thread samples one
@@ -573,6 +578,8 @@ class Engine:
                     outputs.append((seq, n))
                 n += 1
             prefilled.append((seq, len(take)))
+            if self._one_prompt_per_step:
+                break
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
