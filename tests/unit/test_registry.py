@@ -64,6 +64,13 @@ def make_model(store: ModelStore, name: str, weights: bytes) -> Manifest:
     return manifest
 
 
+def publish(store: ModelStore, name: str, weights: bytes) -> Manifest:
+    """:func:`make_model` in ``store``, pushed to the registry ``name`` points at."""
+    manifest = make_model(store, name, weights)
+    push_model(store, name, insecure=True, progress=lambda line: None)
+    return manifest
+
+
 def blob_files(store: ModelStore) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in store.blobs_dir.iterdir()}
 
@@ -87,8 +94,7 @@ def test_an_interrupted_pull_resumes_where_it_stopped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = ModelStore(tmp_path / "a")
-    manifest = make_model(source, f"{registry}/herd/big", os.urandom(3 * MiB))
-    push_model(source, f"{registry}/herd/big", insecure=True, progress=lambda line: None)
+    manifest = publish(source, f"{registry}/herd/big", os.urandom(3 * MiB))
     proxy, recorder = counting_proxy
     name = f"{proxy}/herd/big"
     weights = manifest.layers[0]
@@ -126,8 +132,7 @@ def test_two_concurrent_pulls_fetch_each_blob_once(
     counting_proxy: tuple[str, Recorder],
 ) -> None:
     source = ModelStore(tmp_path / "a")
-    manifest = make_model(source, f"{registry}/herd/shared", os.urandom(2 * MiB))
-    push_model(source, f"{registry}/herd/shared", insecure=True, progress=lambda line: None)
+    manifest = publish(source, f"{registry}/herd/shared", os.urandom(2 * MiB))
     proxy, recorder = counting_proxy
     name = f"{proxy}/herd/shared"
     target = ModelStore(tmp_path / "b")
@@ -162,12 +167,10 @@ def test_pulling_a_new_version_removes_the_layers_only_the_old_one_used(
 ) -> None:
     source = ModelStore(tmp_path / "a")
     name = f"{registry}/herd/versioned:latest"
-    old = make_model(source, name, b"old weights")
-    push_model(source, name, insecure=True, progress=lambda line: None)
+    old = publish(source, name, b"old weights")
     target = ModelStore(tmp_path / "b", remove_replaced_layers=remove_replaced_layers)
     pull_model(target, name, insecure=True, progress=lambda line: None)
-    new = make_model(source, name, b"new weights")
-    push_model(source, name, insecure=True, progress=lambda line: None)
+    new = publish(source, name, b"new weights")
 
     lines: list[dict[str, Any]] = []
     pull_model(target, name, insecure=True, progress=lines.append)
@@ -183,13 +186,11 @@ def test_pulling_a_new_version_removes_the_layers_only_the_old_one_used(
 def test_a_replaced_layer_another_model_uses_is_kept(tmp_path: Path, registry: str) -> None:  # noqa: F811
     source = ModelStore(tmp_path / "a")
     name = f"{registry}/herd/shared-old:latest"
-    old = make_model(source, name, b"old weights")
-    push_model(source, name, insecure=True, progress=lambda line: None)
+    old = publish(source, name, b"old weights")
     target = ModelStore(tmp_path / "b")
     pull_model(target, name, insecure=True, progress=lambda line: None)
     target.copy(name, "keeps-the-old-one:latest")
-    make_model(source, name, b"new weights")
-    push_model(source, name, insecure=True, progress=lambda line: None)
+    publish(source, name, b"new weights")
 
     lines: list[dict[str, Any]] = []
     pull_model(target, name, insecure=True, progress=lines.append)
@@ -643,8 +644,7 @@ def test_a_pull_killed_at_a_commit_point_leaves_a_consistent_store_and_resumes(
     commit_point: str,
 ) -> None:
     source = ModelStore(tmp_path / "a")
-    manifest = make_model(source, f"{registry}/herd/killed", os.urandom(MiB))
-    push_model(source, f"{registry}/herd/killed", insecure=True, progress=lambda line: None)
+    manifest = publish(source, f"{registry}/herd/killed", os.urandom(MiB))
     proxy, recorder = counting_proxy
     name = f"{proxy}/herd/killed"
     target = ModelStore(tmp_path / "b")
@@ -678,8 +678,7 @@ def test_two_processes_pulling_into_one_store_fetch_each_blob_once(
     counting_proxy: tuple[str, Recorder],
 ) -> None:
     source = ModelStore(tmp_path / "a")
-    manifest = make_model(source, f"{registry}/herd/twice", os.urandom(2 * MiB))
-    push_model(source, f"{registry}/herd/twice", insecure=True, progress=lambda line: None)
+    manifest = publish(source, f"{registry}/herd/twice", os.urandom(2 * MiB))
     proxy, recorder = counting_proxy
     recorder.delay_per_chunk_s = 0.01  # long enough for both processes to be mid-pull together
     target_root = tmp_path / "b"
