@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 import structlog
+import zstandard
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
@@ -29,6 +30,13 @@ MISSING_BODY = "missing request body"
 ACCOUNT_UNAVAILABLE = "account unavailable"
 SIGNOUT_FAILED = "there was an error signing out"
 NOT_SIGNED_IN = "you are not currently signed in"
+DECOMPRESS_FAILED = "failed to decompress request body"
+BODY_TOO_LARGE = "http: request body too large"
+
+# Ollama's limits on a zstd request body: the decoder's window, and the body once decompressed.
+ZSTD_MAX_WINDOW_BYTES = 8 << 20
+MAX_DECOMPRESSED_BODY_BYTES = 20 << 20
+_DECOMPRESS_READ_BYTES = 1 << 20
 
 Handler = Callable[..., Awaitable[HTTPResponse | None]]
 
@@ -38,6 +46,29 @@ def request_json(request: Request, parse: Callable[[bytes], Any] = parse_json_bo
     parsed now with ``parse``, which words a bad body in the route's dialect."""
     parsed = getattr(request.ctx, "json", None)
     return parsed if parsed is not None else parse(request.body)
+
+
+def decompress_zstd_body(request: Request) -> None:
+    """A ``Content-Encoding: zstd`` body replaced by its decompressed bytes, as Ollama's cloud
+    middleware does before it reads the model name; the local handlers then read plain JSON.
+
+    Read in pieces against the cap, so a small bomb never becomes a large body in memory.
+    """
+    if request.headers.get("content-encoding") != "zstd":
+        return
+    decompressor = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW_BYTES)
+    pieces, size = [], 0
+    try:
+        with decompressor.stream_reader(request.body, read_across_frames=True) as reader:
+            while piece := reader.read(_DECOMPRESS_READ_BYTES):
+                size += len(piece)
+                if size > MAX_DECOMPRESSED_BODY_BYTES:
+                    raise ApiError(400, BODY_TOO_LARGE)
+                pieces.append(piece)
+    except zstandard.ZstdError:
+        raise ApiError(400, DECOMPRESS_FAILED) from None
+    request.body = b"".join(pieces)
+    del request.headers["content-encoding"]
 
 
 def _model_ref(request: Request) -> tuple[dict, ModelRef] | None:
@@ -66,6 +97,7 @@ def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAIL
 
     @functools.wraps(handler)
     async def route(request: Request, *args, **kwargs) -> HTTPResponse | None:
+        decompress_zstd_body(request)
         routed = _model_ref(request)
         if routed is not None:
             payload, ref = routed

@@ -12,6 +12,7 @@ import httpx
 import ollama
 import openai
 import pytest
+import zstandard
 
 from tests.conftest import CHAT_MODEL, start_server, stop_server
 from tests.fake_cloud import FakeCloud, Reply, json_reply, ndjson, sse
@@ -84,6 +85,36 @@ def test_local_and_cloud_models_in_one_client_session(fake):
     assert [sent.json()["model"] for sent in fake.requests] == ["kimi-k2.5"]
     # Core never saw the cloud model: it is not running.
     assert [m.model for m in client.ps().models] == [CHAT_MODEL]
+
+
+def _zstd_post(server, path: str, body: bytes) -> httpx.Response:
+    return httpx.post(server.base_url + path, content=body, timeout=300,
+                      headers={"Content-Encoding": "zstd", "Content-Type": "application/json"})
+
+
+def test_zstd_request_bodies_reach_the_cloud_and_the_local_model_decompressed(fake):
+    fake.reply(json_reply({"answer": 42}))
+    compress = zstandard.ZstdCompressor().compress
+    remote = _zstd_post(fake.server, "/api/chat", compress(json.dumps({"model": "x:cloud", "messages": QUESTION}).encode()))
+    assert (remote.status_code, remote.json()) == (200, {"answer": 42})
+    [sent] = fake.requests
+    assert sent.json() == {"model": "x", "messages": QUESTION}
+    assert "content-encoding" not in sent.headers
+    local = _zstd_post(fake.server, "/api/generate", compress(json.dumps(
+        {"model": CHAT_MODEL, "prompt": "Say hello.", "stream": False, "options": {"num_predict": 4}}).encode()))
+    assert local.status_code == 200 and local.json()["response"]
+
+
+def test_bad_or_oversized_zstd_bodies_are_400s(fake):
+    bad = _zstd_post(fake.server, "/api/chat", b"not zstd at all")
+    assert (bad.status_code, bad.json()) == (400, {"error": "failed to decompress request body"})
+    # 21 MiB once decompressed, 1 kB on the wire: refused at Ollama's 20 MiB cap.
+    bomb = zstandard.ZstdCompressor().compress(b'{"model":"x:cloud","pad":"' + b" " * (21 << 20) + b'"}')
+    assert len(bomb) < 4096
+    refused = _zstd_post(fake.server, "/v1/chat/completions", bomb)
+    assert (refused.status_code, refused.json()["error"]["message"]) == (400, "http: request body too large")
+    assert fake.requests == []
+    assert httpx.get(fake.server.base_url + "/api/version").status_code == 200
 
 
 def test_cloud_suffix_wins_over_a_local_model_of_that_name(fake):
