@@ -79,6 +79,18 @@ def test_create_from_a_cloud_name_is_offline_and_stores_no_weights(fake):
         "base_name": "gpt-oss"}
 
 
+def test_a_modelfile_from_a_cloud_name_makes_a_stub(fake, tmp_path):
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM gpt-oss:20b-cloud\nSYSTEM You are a pirate.\nPARAMETER temperature 0.7\n")
+    created = herd(fake.server, "create", "pirate", "-f", str(modelfile))
+    assert created.returncode == 0, created.stderr
+    entry = _tagged(fake.server, "pirate:latest")
+    assert (entry["remote_model"], entry["remote_host"]) == ("gpt-oss:20b", fake.url)
+    shown = httpx.post(fake.server.base_url + "/api/show", json={"model": "pirate"}).json()
+    assert shown["system"] == "You are a pirate." and "temperature" in shown["parameters"]
+    assert fake.requests == []
+
+
 def _config_of(root, name: str) -> str:
     manifest = json.loads((root / f"manifests/registry.ollama.ai/library/{name}/latest").read_text())
     return (root / "blobs" / manifest["config"]["digest"].replace(":", "-")).read_text()
