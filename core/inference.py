@@ -470,6 +470,8 @@ class Inference:
     async def embed(self, p: EmbedParams) -> Embeddings:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        if model.is_remote:
+            raise RemoteModel(p.model)
         opts = resolve(model.params, p.options)
         if not p.inputs:
             load_ns = await self.scheduler.load(model, opts.runner, p.keep_alive_ns)

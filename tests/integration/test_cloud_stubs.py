@@ -300,3 +300,12 @@ def test_disabled_cloud_refuses_stubs_but_creates_them(tmp_path):
             assert fake.requests == []
         finally:
             stop_server(server)
+
+
+def test_routes_that_do_not_forward_stubs_say_so(fake):
+    chat = httpx.post(fake.server.base_url + "/v1/chat/completions", json={"model": "stub", "messages": QUESTION})
+    assert chat.status_code == 400
+    assert chat.json()["error"]["message"] == '"stub" is a remote model: its remote host serves it'
+    embed = httpx.post(fake.server.base_url + "/api/embed", json={"model": "stub", "input": "hi"})
+    assert (embed.status_code, embed.json()) == (400, {"error": '"stub" is a remote model: its remote host serves it'})
+    assert fake.requests == []
