@@ -136,17 +136,17 @@ async def forward(request: Request, path: str, body: dict) -> HTTPResponse | Non
     return None
 
 
-def _line_error(line: str) -> str | None:
-    """The error a line of the host's answer reports: its ``error``, or the line itself when it is
-    not a JSON object (as Ollama's client reports such a line); None for an answer."""
+def _parse_line(line: str) -> tuple[dict, str | None]:
+    """A line of the host's answer and the error it reports: its ``error``, or the line itself when
+    it is not a JSON object (as Ollama's client reports such a line); None for an answer."""
     try:
         chunk = json.loads(line)
     except ValueError:
-        return line
+        return {}, line
     if not isinstance(chunk, dict):
-        return line
+        return {}, line
     error = chunk.get("error")
-    return str(error) if error else None
+    return chunk, (str(error) if error else None)
 
 
 async def _relay(request: Request, upstream: httpx.Response, stub: Stub, content_type: str) -> None:
@@ -158,7 +158,7 @@ async def _relay(request: Request, upstream: httpx.Response, stub: Stub, content
         async for line in upstream.aiter_lines():
             if not line.strip():
                 continue
-            error = _line_error(line)
+            chunk, error = _parse_line(line)
             if failed or error is not None:
                 message = error or line
                 if response is None:
@@ -167,7 +167,7 @@ async def _relay(request: Request, upstream: httpx.Response, stub: Stub, content
                 break
             if response is None:
                 response = await request.respond(content_type=content_type)
-            await response.send(dumps(stamp(json.loads(line), stub)) + "\n")
+            await response.send(dumps(stamp(chunk, stub)) + "\n")
     except (httpx.TransportError, httpx.DecodingError) as error:
         log.warning("remote model response copy failed", remote_host=stub.remote_host, error=repr(error))
         if response is None:
