@@ -16,6 +16,7 @@ from herd.core.store.names import InvalidModelName
 from herd.core.store.registry import RegistryError
 from herd.core.store.store import CorruptModel, DigestMismatch, ModelNotFound
 from herd.core.templates.gotemplate import TemplateError
+from herd.modelref import REMOTE_MODEL_METADATA
 
 
 class InvalidRequest(ValueError):
@@ -24,6 +25,14 @@ class InvalidRequest(ValueError):
 
 class CapabilityMissing(Exception):
     """The model cannot do what was asked, e.g. ``"gemma3:270m-pt" does not support tools``."""
+
+
+class RemoteModel(Exception):
+    """The model is a stub: its remote host answers its requests, not this core."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'"{name}" is a remote model: its remote host serves it')
+        self.name = name
 
 
 class RunnerFailed(Exception):
@@ -50,6 +59,14 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return code, message
 
 
+def trailers_for(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata that tells a gateway what the status alone cannot: a remote model's
+    request is the gateway's to forward."""
+    if isinstance(exc, RemoteModel):
+        return ((REMOTE_MODEL_METADATA, exc.name),)
+    return ()
+
+
 def _status_and_message(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, ModelNotFound):
         return grpc.StatusCode.NOT_FOUND, f"model '{exc.name}' not found"
@@ -59,7 +76,7 @@ def _status_and_message(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode.INVALID_ARGUMENT, "invalid digest format"
     if isinstance(exc, (InvalidRequest, CreateError, DigestMismatch)):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-    if isinstance(exc, CapabilityMissing):
+    if isinstance(exc, (CapabilityMissing, RemoteModel)):
         return grpc.StatusCode.FAILED_PRECONDITION, str(exc)
     if isinstance(exc, ServerBusy):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)

@@ -15,7 +15,7 @@ from typing import AsyncIterator
 
 import structlog
 
-from herd.core.errors import CapabilityMissing, InvalidRequest
+from herd.core.errors import CapabilityMissing, InvalidRequest, RemoteModel
 from herd.core.models import ModelCatalog
 from herd.core.options import ResolvedOptions, resolve
 from herd.core.scheduler import Scheduler
@@ -329,6 +329,8 @@ class Inference:
     async def generate(self, p: GenerateParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        if model.is_remote:
+            raise RemoteModel(p.model)
         capabilities = self.catalog.capabilities(model)
         _check_thinking(p.model, capabilities, p.think)
         if not p.prompt and not p.suffix:
@@ -385,6 +387,8 @@ class Inference:
     async def chat(self, p: ChatParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        if model.is_remote:
+            raise RemoteModel(p.model)
         capabilities = self.catalog.capabilities(model)
         _check_thinking(p.model, capabilities, p.think)
         if not p.messages:
@@ -466,6 +470,8 @@ class Inference:
     async def embed(self, p: EmbedParams) -> Embeddings:
         started = time.perf_counter_ns()
         model = self.catalog.get(p.model)
+        if model.is_remote:
+            raise RemoteModel(p.model)
         opts = resolve(model.params, p.options)
         if not p.inputs:
             load_ns = await self.scheduler.load(model, opts.runner, p.keep_alive_ns)

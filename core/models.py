@@ -33,7 +33,8 @@ class ModelCatalog:
         """The model's prompt template: ``override``, its TEMPLATE layer, or its GGUF chat template."""
         go_source = override if override is not None else model.template
         jinja_source = bos = eos = ""
-        if go_source is None:
+        # A remote model has no weights, so no GGUF chat template: it gets the default.
+        if go_source is None and model.model_path is not None:
             meta = model.gguf().metadata
             jinja_source = meta.get("tokenizer.chat_template") or ""
             tokens = meta.get("tokenizer.ggml.tokens") or []

@@ -13,13 +13,13 @@ import grpc
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from herd.core.errors import InvalidRequest, status_for
+from herd.core.errors import InvalidRequest, status_for, trailers_for
 from herd.core.inference import ChatParams, EmbedParams, GenerateParams, Inference, json_object
 from herd.core.limits import RequestLimits
 from herd.core.models import ModelCatalog
 from herd.core.options import resolve
 from herd.core.scheduler import Scheduler
-from herd.core.store.create import CreateSpec, create_model
+from herd.core.store.create import CreateSpec, RemoteInfo, create_model
 from herd.core.store.hf import is_hf_name, pull_hf_model
 from herd.core.store.modelfile import DEFAULT_TEMPLATE, format_parameters, render_modelfile
 from herd.core.store.names import InvalidModelName, ModelName
@@ -44,7 +44,7 @@ async def _abort(context, exc: Exception):
         log.exception("request_failed")
     else:
         log.info("request_rejected", code=code.name, error=message)
-    await context.abort(code, message)
+    await context.abort(code, message, trailing_metadata=trailers_for(exc))
 
 
 def unary(method):
@@ -141,8 +141,14 @@ def _timestamp(moment: datetime) -> Timestamp:
     return ts
 
 
-def _details_pb(model: StoredModel) -> common_pb2.ModelDetails:
-    return common_pb2.ModelDetails(**dataclasses.asdict(model.details()))
+def _details_pb(model: StoredModel, lengths: bool = False) -> common_pb2.ModelDetails:
+    """``details``; with ``lengths``, the context and embedding lengths a remote model's config
+    records, which Ollama lists in ``/api/tags`` (not in ``/api/show``)."""
+    details = common_pb2.ModelDetails(**dataclasses.asdict(model.details()))
+    if lengths:
+        details.context_length = model.configured_context_length
+        details.embedding_length = model.configured_embedding_length
+    return details
 
 
 def _running_pb(scheduler: Scheduler) -> list[models_pb2.RunningModel]:
@@ -184,8 +190,10 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
                 modified_at=_timestamp(m.modified_at),
                 size=m.size,
                 digest=m.digest,
-                details=_details_pb(m),
+                details=_details_pb(m, lengths=True),
                 capabilities=self.catalog.capabilities(m),
+                remote_model=m.remote_model,
+                remote_host=m.remote_host,
             )
             for m in self.catalog.list()
         ])
@@ -214,6 +222,9 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             projector_info_json=json.dumps(projector) if projector is not None else "",
             capabilities=self.catalog.capabilities(model),
             modified_at=_timestamp(model.modified_at),
+            remote_model=model.remote_model,
+            remote_host=model.remote_host,
+            parameters_json=json.dumps(model.params),
         )
 
     @unary
@@ -260,6 +271,16 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
             parameters=json_object(request.parameters_json, "parameters"),
             messages=[{"role": m.role, "content": m.content} for m in request.messages] or None,
             quantize=request.quantize,
+            remote_host=request.remote_host,
+            info=RemoteInfo(
+                capabilities=list(request.info.capabilities),
+                model_family=request.info.model_family,
+                base_name=request.info.base_name,
+                quantization_level=request.info.quantization_level,
+                parameter_size=request.info.parameter_size,
+                context_length=request.info.context_length,
+                embedding_length=request.info.embedding_length,
+            ),
         )
         async for update in _in_thread_with_progress(
             lambda progress: create_model(

@@ -16,6 +16,8 @@ import structlog
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 
+from herd.modelref import REMOTE_MODEL_METADATA
+
 log = structlog.get_logger(__name__)
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -46,6 +48,11 @@ class ApiError(Exception):
         self.message = message
 
 
+class RemoteModelCall(ApiError):
+    """Core's answer to a generate or chat on a remote model (a stub): the gateway forwards the
+    request to the stub's host, where the native routes do."""
+
+
 def http_status_for(code: grpc.StatusCode) -> int:
     """The HTTP status for a gRPC status code; anything not in the table is a 500."""
     return HTTP_STATUS_FOR_GRPC.get(code, 500)
@@ -60,6 +67,8 @@ def error_from_rpc(error: grpc.aio.AioRpcError, not_found: str | None = None) ->
     code = error.code()
     details = error.details() or ""
     status = http_status_for(code)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and _names_remote_model(error):
+        return RemoteModelCall(status, details)
     if code == grpc.StatusCode.NOT_FOUND and not_found is not None:
         message = not_found
     elif code == grpc.StatusCode.UNAVAILABLE:
@@ -75,6 +84,10 @@ def error_from_rpc(error: grpc.aio.AioRpcError, not_found: str | None = None) ->
     else:
         message = details or code.name.lower().replace("_", " ")
     return ApiError(status, message)
+
+
+def _names_remote_model(error: grpc.aio.AioRpcError) -> bool:
+    return any(key == REMOTE_MODEL_METADATA for key, _ in error.trailing_metadata() or ())
 
 
 # Built once: json.dumps with arguments builds an encoder per call, and this runs once per token.

@@ -73,9 +73,11 @@ def json_reply(obj: object, status: int = 200, headers: dict[str, str] | None = 
 
 
 class FakeCloud:
-    def __init__(self, home: Path | None = None, api_key: str = ""):
+    def __init__(self, home: Path | None = None, api_key: str = "", open_access: bool = False):
         self.home = home
         self.api_key = api_key
+        # A plain Ollama host (a remote model's): answers requests that carry no credential too.
+        self.open_access = open_access
         self.requests: list[Recorded] = []
         self.closed_early = threading.Event()  # the proxy hung up while a reply was being written
         self._script: Callable[[Recorded], Reply] = lambda recorded: json_reply({"echo": recorded.path})
@@ -122,7 +124,8 @@ class FakeCloud:
             credential=self._credential(handler.command, handler.path, handler.headers.get("Authorization", "")),
         )
         self.requests.append(recorded)
-        reply = self._script(recorded) if recorded.credential else json_reply({"error": "unauthorized"}, 401)
+        allowed = recorded.credential or self.open_access
+        reply = self._script(recorded) if allowed else json_reply({"error": "unauthorized"}, 401)
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
             handler.send_header(name, value)

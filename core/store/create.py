@@ -14,12 +14,15 @@ import hashlib
 import json
 import os
 import platform
+import posixpath
+import re
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Protocol
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -43,6 +46,7 @@ from herd.core.store.manifest import (
 )
 from herd.core.store.names import ModelName
 from herd.core.store.store import ModelStore, StoredModel
+from herd.modelref import ModelRefError, parse_ref
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +81,11 @@ _QUANTIZE_TYPES = {
 }
 # llama.cpp quantizes only from unquantized weights; Ollama refuses the rest before trying.
 _QUANTIZABLE_SOURCES = ("F16", "BF16", "F32")
+# Where a model created from a cloud name is served when the request names no host (Ollama's default).
+DEFAULT_REMOTE_HOST = "https://ollama.com:443"
+_DEFAULT_REMOTE_PORT = 11434
+# A host with a port (possibly empty, as Go's SplitHostPort allows): "h:1", "[::1]:1".
+_HAS_PORT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*):[0-9]*")
 # Layers a create replaces when the request gives a value; everything else comes from the base.
 _REPLACEABLE = (MEDIA_TYPE_TEMPLATE, MEDIA_TYPE_SYSTEM, MEDIA_TYPE_LICENSE, MEDIA_TYPE_MESSAGES, MEDIA_TYPE_PARAMS)
 
@@ -99,6 +108,22 @@ class CreateSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, str]] | None = None
     quantize: str = ""
+    # A remote model (a stub): the host that serves ``base``, and Ollama's ``info`` for its config.
+    remote_host: str = ""
+    info: RemoteInfo = field(default_factory=lambda: RemoteInfo())
+
+
+@dataclass
+class RemoteInfo:
+    """What a remote model's config records in place of facts read from weights."""
+
+    capabilities: list[str] = field(default_factory=list)
+    model_family: str = ""
+    base_name: str = ""
+    quantization_level: str = ""
+    parameter_size: str = ""
+    context_length: int = 0
+    embedding_length: int = 0
 
 
 def create_model(
@@ -110,6 +135,9 @@ def create_model(
     Returns the digests of blobs removed because the model it replaced was their last user.
     """
     name = ModelName.parse(spec.name)
+    remote = _remote_source(spec)
+    if remote is not None:
+        return _create_stub(store, name, spec, *remote, progress, check_template)
     quantize_to = quantize_type(spec.quantize) if spec.quantize else None
     if spec.base and not spec.files:
         base = store.get(spec.base)
@@ -129,6 +157,20 @@ def create_model(
         # One adapter at a time, as Ollama: a new one replaces the base model's.
         adapter = _adapter_layer(store, spec.adapters, gguf_path, progress)
         layers = [layer for layer in layers if layer.media_type != MEDIA_TYPE_ADAPTER] + [adapter]
+    layers = _replace_text_layers(store, layers, spec, params, progress, check_template)
+    config = _config(store, gguf_path, base, layers, parent, file_type=quantize_to)
+    return _write(store, name, config, layers, progress)
+
+
+def _replace_text_layers(
+    store: ModelStore,
+    layers: list[Layer],
+    spec: CreateSpec,
+    params: dict[str, Any],
+    progress: Progress,
+    check_template: Callable[[str], None],
+) -> list[Layer]:
+    """``layers`` with the template, system, license, messages and params the request gives."""
     if spec.template is not None:
         try:
             check_template(spec.template)
@@ -151,12 +193,109 @@ def create_model(
     for layer in layers:
         if layer.media_type not in _REPLACEABLE or replacements[layer.media_type] is None:
             progress(f"using existing layer {layer.digest}", layer.digest)
-    config = _config(store, gguf_path, base, layers, parent, file_type=quantize_to)
+    return layers
+
+
+def _write(store: ModelStore, name: ModelName, config: Layer, layers: list[Layer], progress: Progress) -> set[str]:
     progress("writing manifest", "")
     removed = store.write_manifest(name, Manifest(config=config, layers=layers))
     log.info("model_created", model=name.display_shortest(), layers=len(layers))
     progress("success", "")
     return removed
+
+
+def _remote_source(spec: CreateSpec) -> tuple[str, str] | None:
+    """(remote host URL, remote model) when ``spec`` makes a stub: ``from`` a cloud name (served by
+    the cloud upstream unless ``remote_host`` says otherwise) or any ``from`` with a ``remote_host``."""
+    if not spec.base:
+        return None
+    try:
+        ref = parse_ref(spec.base)
+    except ModelRefError:
+        raise CreateError("invalid model name") from None
+    host = spec.remote_host or (DEFAULT_REMOTE_HOST if ref.is_cloud else "")
+    return (remote_url(host), ref.base) if host else None
+
+
+def remote_url(raw: str) -> str:
+    """A remote host as Ollama's ``remoteURL`` spells it: ``ollama.com`` is ``https://ollama.com:443``,
+    a bare host gets ``http://`` and port 11434, a bare path is on ``localhost:11434``.
+    CreateError ``bad remote`` when it is no URL."""
+    if raw.startswith("/"):
+        return f"http://localhost:{_DEFAULT_REMOTE_PORT}{_clean_path(raw)}"
+    if "://" not in raw:
+        raw = "http://" + raw
+    if raw == "http://ollama.com":
+        raw = DEFAULT_REMOTE_HOST
+    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in raw):
+        raise CreateError("bad remote")
+    try:
+        url = urlsplit(raw)
+        url.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise CreateError("bad remote") from None
+    if not url.scheme:
+        raise CreateError("bad remote")
+    userinfo, at, host = url.netloc.rpartition("@")
+    host = host or "localhost"
+    if not _HAS_PORT.fullmatch(host):
+        host = f"{host}:{_DEFAULT_REMOTE_PORT}"
+    path = _clean_path(url.path) if url.path else ""
+    return (
+        f"{url.scheme.lower()}://{userinfo}{at}{host}{'' if path == '/' else path}"
+        + (f"?{url.query}" if url.query else "")
+        + (f"#{url.fragment}" if url.fragment else "")
+    )
+
+
+def _clean_path(path: str) -> str:
+    """Go's ``path.Clean`` for an absolute path."""
+    cleaned = posixpath.normpath(path)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+def _create_stub(
+    store: ModelStore,
+    name: ModelName,
+    spec: CreateSpec,
+    remote_host: str,
+    remote_model: str,
+    progress: Progress,
+    check_template: Callable[[str], None],
+) -> set[str]:
+    """A remote model: no weights, nothing downloaded; its config names the host and the model there."""
+    layers = _replace_text_layers(store, [], spec, dict(spec.parameters), progress, check_template)
+    info = spec.info
+    # Ollama's ConfigV2 as it encodes it, empty fields left out where its tags say omitempty.
+    config: dict[str, Any] = {
+        "model_format": "",
+        "model_family": info.model_family,
+        "model_families": [info.model_family] if info.model_family else None,
+        "model_type": info.parameter_size,
+        "file_type": info.quantization_level,
+        "remote_host": remote_host,
+        "remote_model": remote_model,
+    }
+    optional = {
+        "capabilities": info.capabilities,
+        "context_length": info.context_length,
+        "embedding_length": info.embedding_length,
+        "base_name": info.base_name,
+    }
+    config.update({key: value for key, value in optional.items() if value})
+    config.update(_platform())
+    digest, size = store.add_blob_bytes(go_json_bytes(config))
+    log.info("remote_model_created", model=name.display_shortest(), remote_host=remote_host, remote_model=remote_model)
+    return _write(store, name, Layer(media_type=MEDIA_TYPE_CONFIG, digest=digest, size=size), layers, progress)
+
+
+def _platform() -> dict[str, str]:
+    """The ``architecture`` and ``os`` every config records: Go's GOARCH and GOOS names."""
+    machine = platform.machine().lower()
+    return {
+        "architecture": _GOARCH.get(machine, machine),
+        "os": "linux" if sys.platform.startswith("linux") else sys.platform,
+    }
 
 
 def _check_file_names(files: dict[str, str]) -> None:
@@ -321,11 +460,7 @@ def _config(
             "model_type": human_number(info.parameter_count),
             "file_type": info.file_type_name,
         }
-    config.update({
-        "architecture": _GOARCH.get(platform.machine().lower(), platform.machine().lower()),
-        "os": "linux" if sys.platform.startswith("linux") else sys.platform,
-        "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]},
-    })
+    config.update({**_platform(), "rootfs": {"type": "layers", "diff_ids": [layer.digest for layer in layers]}})
     if parent:
         config["parent_model"] = parent
     digest, size = store.add_blob_bytes(go_json_bytes(config))

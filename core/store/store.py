@@ -505,6 +505,39 @@ class StoredModel:
             raise CorruptModel("config blob is not a JSON object")
         return config
 
+    @property
+    def remote_host(self) -> str:
+        """The base URL of the host serving a remote model (a stub); "" for a local model."""
+        return self._config_text("remote_host")
+
+    @property
+    def remote_model(self) -> str:
+        """The model's name on its remote host; "" for a local model."""
+        return self._config_text("remote_model")
+
+    @property
+    def is_remote(self) -> bool:
+        """A stub: a manifest without weights whose requests its remote host answers."""
+        return bool(self.remote_host and self.remote_model)
+
+    def _config_text(self, key: str) -> str:
+        value = self.config.get(key)
+        return value if isinstance(value, str) else ""
+
+    def _config_count(self, key: str) -> int:
+        value = self.config.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    @property
+    def configured_context_length(self) -> int:
+        """``context_length`` as a remote model's config records it; 0 when it does not."""
+        return self._config_count("context_length")
+
+    @property
+    def configured_embedding_length(self) -> int:
+        """``embedding_length`` as a remote model's config records it; 0 when it does not."""
+        return self._config_count("embedding_length")
+
     def gguf(self) -> GGUFInfo:
         """The weights' GGUF header; raises GGUFError for a bad file, CorruptModel without weights."""
         layers = self._manifest.layers_of(MEDIA_TYPE_MODEL)
@@ -561,7 +594,9 @@ class StoredModel:
         ``suffix``…), which the template engine knows and the store does not.
         """
         variables = {variable.lower() for variable in template_variables}
-        capabilities = []
+        # Those the config names first: a remote model has no weights to tell them.
+        configured = self.config.get("capabilities")
+        capabilities = [c for c in configured if isinstance(c, str)] if isinstance(configured, list) else []
         info = self.gguf() if self.model_path is not None else None
         if info is not None:
             capabilities.append("embedding" if info.architecture_value("pooling_type") is not None else "completion")
@@ -573,11 +608,24 @@ class StoredModel:
             capabilities.append("insert")
         if "thinking" in variables or "think" in variables:
             capabilities.append("thinking")
-        return capabilities
+        return list(dict.fromkeys(capabilities))
 
     def model_info(self, verbose: bool) -> dict[str, Any]:
-        """The weights' GGUF metadata for ``/api/show``."""
-        return _show_info(self.gguf(), verbose)
+        """The weights' GGUF metadata for ``/api/show``; for a remote model, what its config records
+        (nothing without a ``model_family``), as Ollama shows a stub."""
+        if not self.is_remote:
+            return _show_info(self.gguf(), verbose)
+        family = self._config_text("model_family")
+        if not family:
+            return {}
+        info: dict[str, Any] = {"general.architecture": family}
+        if base_name := self._config_text("base_name"):
+            info["general.basename"] = base_name
+        if self.configured_context_length:
+            info[f"{family}.context_length"] = self.configured_context_length
+        if self.configured_embedding_length:
+            info[f"{family}.embedding_length"] = self.configured_embedding_length
+        return info
 
     def projector_info(self, verbose: bool) -> dict[str, Any] | None:
         """The first projector's GGUF metadata, as ``model_info``; None without a projector."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import httpx
 import structlog
@@ -42,6 +42,9 @@ _NOT_FORWARDED = frozenset({"host", "authorization"})
 # Characters Go's url.EscapedPath leaves as they are in a path.
 _PATH_SAFE = "/$&+,:;=@"
 _CONNECT_TIMEOUT_S = 30.0
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Where Ollama's api.Client signs a remote model's requests even without OLLAMA_AUTH.
+SIGNING_HOST = "ollama.com"
 
 
 class Unauthorized(Exception):
@@ -83,6 +86,10 @@ class CloudProxy:
         """The query to send and the Authorization header: the server's API key, else a signature."""
         if self.settings.api_key:
             return raw_query, f"Bearer {self.settings.api_key}"
+        return self._signature(method, path, raw_query)
+
+    def _signature(self, method: str, path: str, raw_query: str) -> tuple[str, str]:
+        """The query with ``ts`` and the ed25519 signature of the call; :class:`Unauthorized` without a key."""
         try:
             key = load_key(self.settings.key_path)
         except KeyUnavailable as error:
@@ -90,6 +97,33 @@ class CloudProxy:
             raise Unauthorized from None
         query = signed_query(raw_query, int(time.time()))
         return query, sign(key, f"{method},{path}?{query}".encode())
+
+    def remote_model_request(self, remote_host: str, path: str, body: bytes) -> httpx.Request:
+        """A POST of ``body`` to ``path`` on a remote model's host, as Ollama's ``api.Client`` sends it.
+
+        The credential: to the configured upstream's origin, the one it always gets (API key or
+        signature); to another host, a signature only where Ollama signs (``ollama.com``, or every
+        host with ``OLLAMA_AUTH``) and nothing otherwise, so the API key never leaves for another
+        origin. :class:`Unauthorized` when a signature is due and there is no key.
+        """
+        url = urlsplit(remote_host)
+        request_path = url.path.rstrip("/") + path
+        if _origin(remote_host) == _origin(self.settings.base_url):
+            query, authorization = self._credential("POST", request_path, "")
+        elif url.hostname == SIGNING_HOST or self.settings.sign_every_host:
+            query, authorization = self._signature("POST", request_path, "")
+        else:
+            query, authorization = "", ""
+        headers = {"Content-Type": "application/json", "Accept": NDJSON_CONTENT_TYPE}
+        if authorization:
+            headers["Authorization"] = authorization
+        target = f"{url.scheme}://{url.netloc}{quote(request_path, safe=_PATH_SAFE)}" + (f"?{query}" if query else "")
+        return self._client.build_request("POST", target, headers=headers, content=body)
+
+    async def open(self, upstream_request: httpx.Request) -> httpx.Response:
+        """Sends a request built here; the caller reads the streamed answer and closes it.
+        Raises ``httpx.TransportError`` when the host cannot be reached."""
+        return await self._client.send(upstream_request, stream=True)
 
     def unauthorized(self) -> HTTPResponse:
         """Ollama's 401, with the URL that links this server's key to an account when it has one."""
@@ -145,7 +179,7 @@ class CloudProxy:
             upstream = await self._client.send(upstream_request, stream=True)
         except httpx.TransportError as error:
             log.warning("cloud_upstream_unreachable", url=self.settings.base_url, error=repr(error))
-            return json_response({"error": _unreachable_message(error)}, status=502)
+            return json_response({"error": unreachable_message(error)}, status=502)
         try:
             await self._relay(request, upstream, decode)
         finally:
@@ -175,6 +209,17 @@ class CloudProxy:
         await response.eof()
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when none is given) of a URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or ""), port or _DEFAULT_PORTS.get(scheme)
+
+
 def _in_band_error(content_type: str, last: bytes) -> str:
     """What ends a stream cut short: an NDJSON error line or an SSE error event, after whatever
     partial line the upstream left; nothing for other bodies, which no client could parse anyway."""
@@ -187,7 +232,7 @@ def _in_band_error(content_type: str, last: bytes) -> str:
     return ""
 
 
-def _unreachable_message(error: httpx.TransportError) -> str:
+def unreachable_message(error: httpx.TransportError) -> str:
     cause = error.__cause__ or error.__context__
     if isinstance(cause, ssl.SSLError) or "SSL" in type(cause).__name__:
         reason = "TLS handshake failed"

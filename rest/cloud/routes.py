@@ -15,10 +15,11 @@ from sanic.response import HTTPResponse
 
 from herd.cloud_key import KeyUnavailable, encoded_public_key, load_key
 from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
-from herd.rest.cloud.proxy import CloudProxy, Unauthorized
+from herd.rest.cloud.proxy import DISABLED, CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
 from herd.rest.errors import ApiError, dumps, json_response
 from herd.rest.ollama.parsing import parse_json_body
+from herd.v1 import models_pb2
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +102,8 @@ def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAIL
         routed = _model_ref(request)
         if routed is not None:
             payload, ref = routed
+            # Kept for a remote model's route: ``x:local`` names no stub.
+            request.ctx.model_ref = ref
             if ref.source is not ModelSource.UNSPECIFIED:
                 payload["model"] = ref.base
                 if ref.is_cloud:
@@ -109,6 +112,24 @@ def by_model_field(handler: Handler, disabled_operation: str = INFERENCE_UNAVAIL
         return await handler(request, *args, **kwargs)
 
     return route
+
+
+def with_cloud_host(create: models_pb2.CreateModelRequest, settings: CloudSettings) -> None:
+    """A create ``from`` a cloud name makes a stub served by the configured upstream unless the
+    request names another ``remote_host``, as Ollama's create does with its cloud base URL."""
+    try:
+        from_cloud = parse_ref(getattr(create, "from")).is_cloud
+    except ModelRefError:
+        return  # core refuses the name
+    if from_cloud and not create.remote_host:
+        create.remote_host = settings.base_url
+
+
+def remote_details_refused(shown: models_pb2.ShowModelResponse, settings: CloudSettings) -> ApiError | None:
+    """Ollama's 403 for showing a remote model (a stub) while the cloud is disabled."""
+    if shown.remote_host and settings.disabled:
+        return ApiError(403, f"{DISABLED}: {DETAILS_UNAVAILABLE}")
+    return None
 
 
 def with_pull_name(handler: Handler) -> Handler:

@@ -1,5 +1,6 @@
 """Where cloud requests go and whether they may: ``OLLAMA_CLOUD_BASE_URL``, ``OLLAMA_NO_CLOUD``,
-``~/.ollama/server.json``, ``OLLAMA_API_KEY`` and the daemon's ed25519 key, read once at start."""
+``~/.ollama/server.json``, ``OLLAMA_API_KEY``, the daemon's ed25519 key, and for remote models
+(stubs) ``OLLAMA_REMOTES`` and ``OLLAMA_AUTH``, read once at start."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ DEFAULT_BASE_URL = "https://ollama.com:443"
 BASE_URL_ENV = "OLLAMA_CLOUD_BASE_URL"
 NO_CLOUD_ENV = "OLLAMA_NO_CLOUD"
 API_KEY_ENV = "OLLAMA_API_KEY"
+REMOTES_ENV = "OLLAMA_REMOTES"
+AUTH_ENV = "OLLAMA_AUTH"
+DEFAULT_REMOTES = ("ollama.com",)
 SERVER_CONFIG = "server.json"
 
 # strconv.ParseBool's spellings; any other non-empty value counts as true, as in Ollama's envconfig.Bool.
@@ -91,6 +95,9 @@ class CloudSettings:
     disabled_source: str = "none"
     api_key: str = ""
     key_path: Path = field(default_factory=key_path)
+    # Host names whose remote models this server runs, and whether it signs requests to every host.
+    remotes: tuple[str, ...] = DEFAULT_REMOTES
+    sign_every_host: bool = False
 
     @property
     def disabled(self) -> bool:
@@ -110,5 +117,9 @@ class CloudSettings:
         no_cloud = _env(environ, NO_CLOUD_ENV)
         by_env, by_config = bool(no_cloud) and _go_bool(no_cloud), _config_disables_cloud(home)
         source = {(True, True): "both", (True, False): "env", (False, True): "config"}.get((by_env, by_config), "none")
+        remotes = _env(environ, REMOTES_ENV)
+        auth = _env(environ, AUTH_ENV)
         return cls(base_url=base_url, disabled_source=source, api_key=_env(environ, API_KEY_ENV),
-                   key_path=key_path(home))
+                   key_path=key_path(home),
+                   remotes=tuple(host.strip() for host in remotes.split(",")) if remotes else DEFAULT_REMOTES,
+                   sign_every_host=bool(auth) and _go_bool(auth))

@@ -964,6 +964,7 @@ CREATE_REQUEST = GoStruct(
         "quantize": STRING,
         "quantization": STRING,
         "from": STRING,
+        "remote_host": STRING,
         "files": _STRING_MAP,
         "adapters": _STRING_MAP,
         "template": STRING,
@@ -971,6 +972,7 @@ CREATE_REQUEST = GoStruct(
         "system": STRING,
         "parameters": OPTIONS,
         "messages": _Slice(MESSAGE, "[]api.Message"),
+        "info": _Object("map[string]interface {}"),
     },
 )
 

@@ -14,8 +14,16 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
 from herd.gofmt import go_quote
-from herd.rest.cloud.routes import DETAILS_UNAVAILABLE, by_model_field, request_json, with_pull_name
-from herd.rest.errors import ApiError, json_response
+from herd.rest.cloud import stubs
+from herd.rest.cloud.routes import (
+    DETAILS_UNAVAILABLE,
+    by_model_field,
+    remote_details_refused,
+    request_json,
+    with_cloud_host,
+    with_pull_name,
+)
+from herd.rest.errors import ApiError, RemoteModelCall, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
 from herd.rest.ollama import translate
@@ -40,9 +48,14 @@ async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_resp
 
 
 async def generate(request: Request) -> HTTPResponse | None:
-    call = translate.generate_request(request_json(request))
+    body = request_json(request)
+    call = translate.generate_request(body)
     inference = request.app.ctx.inference
-    return await _stream_or_drain(request, call, inference.Generate, translate.generate_chunk, translate.generate_response)
+    try:
+        return await _stream_or_drain(
+            request, call, inference.Generate, translate.generate_chunk, translate.generate_response)
+    except RemoteModelCall:
+        return await stubs.forward(request, stubs.GENERATE_PATH, body)
 
 
 async def chat(request: Request) -> HTTPResponse | None:
@@ -50,7 +63,10 @@ async def chat(request: Request) -> HTTPResponse | None:
     check_message_count(request, body)
     call = translate.chat_request(body)
     inference = request.app.ctx.inference
-    return await _stream_or_drain(request, call, inference.Chat, translate.chat_chunk, translate.chat_response)
+    try:
+        return await _stream_or_drain(request, call, inference.Chat, translate.chat_chunk, translate.chat_response)
+    except RemoteModelCall:
+        return await stubs.forward(request, stubs.CHAT_PATH, body)
 
 
 async def embed(request: Request) -> HTTPResponse:
@@ -79,6 +95,8 @@ async def show(request: Request) -> HTTPResponse:
         if error.status == 404:
             raise ApiError(404, translate.show_not_found(error.message, pb.model)) from None
         raise
+    if refused := remote_details_refused(shown, request.app.ctx.cloud.settings):
+        raise refused
     return json_response(translate.show_response(shown))
 
 
@@ -134,6 +152,7 @@ async def blob_upload(request: Request, digest: str) -> HTTPResponse:
 
 async def create(request: Request) -> HTTPResponse | None:
     call = translate.create_request(parse_json_body(request.body))
+    with_cloud_host(call.request, request.app.ctx.cloud.settings)
     rpc = request.app.ctx.models.Create(call.request, metadata=_metadata(request))
     not_found = f"model {go_quote(getattr(call.request, 'from'))} not found"
     if call.stream:

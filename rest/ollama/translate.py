@@ -170,7 +170,7 @@ def _whole(messages: Sequence[Any]) -> Any:
 
 
 def details_dict(details: common_pb2.ModelDetails) -> dict:
-    return {
+    body = {
         "parent_model": details.parent_model,
         "format": details.format,
         "family": details.family,
@@ -179,6 +179,11 @@ def details_dict(details: common_pb2.ModelDetails) -> dict:
         "parameter_size": details.parameter_size,
         "quantization_level": details.quantization_level,
     }
+    if details.context_length:
+        body["context_length"] = details.context_length
+    if details.embedding_length:
+        body["embedding_length"] = details.embedding_length
+    return body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,12 +432,20 @@ def embeddings_response(message: inference_pb2.EmbedResponse) -> dict:
 # /api/tags, /api/show, /api/ps
 
 
+def _add_remote(body: dict, message: models_pb2.ModelSummary | models_pb2.ShowModelResponse) -> None:
+    """A remote model's (a stub's) name on its host and the host, as Ollama's omitempty leaves them."""
+    if message.remote_model:
+        body["remote_model"] = message.remote_model
+    if message.remote_host:
+        body["remote_host"] = message.remote_host
+
+
 def tags_response(message: models_pb2.ListModelsResponse) -> dict:
     models = []
     for summary in message.models:
-        entry = {
-            "name": summary.name,
-            "model": summary.name,
+        entry = {"name": summary.name, "model": summary.name}
+        _add_remote(entry, summary)
+        entry |= {
             "modified_at": timestamp_text(summary.modified_at),
             "size": summary.size,
             "digest": summary.digest,
@@ -469,6 +482,7 @@ def show_response(message: models_pb2.ShowModelResponse) -> dict:
     body["details"] = details_dict(message.details)
     if message.messages:
         body["messages"] = [{"role": m.role, "content": m.content} for m in message.messages]
+    _add_remote(body, message)
     body["model_info"] = json.loads(message.model_info_json) if message.model_info_json else {}
     if message.projector_info_json:
         body["projector_info"] = json.loads(message.projector_info_json)
@@ -556,7 +570,36 @@ def create_request(document: Any) -> CreateCall:
     for key in ("template", "system"):
         if key in fields:
             setattr(pb, key, fields[key])
+    pb.remote_host = fields.get("remote_host", "")
+    if fields.get("info"):
+        pb.info.CopyFrom(_create_info(fields["info"]))
     return CreateCall(pb, fields.get("stream", True))
+
+
+# Ollama accepts counts in ``info`` up to its int's range.
+_MAX_INFO_INT = (1 << 63) - 1
+
+
+def _create_info(info: dict) -> models_pb2.CreateModelInfo:
+    """A create request's ``info`` (what a remote model's config records), checked as Ollama checks it."""
+    pb = models_pb2.CreateModelInfo()
+    capabilities = info.get("capabilities")
+    if isinstance(capabilities, list):
+        # Ollama keeps a non-string entry's place as "".
+        pb.capabilities.extend(item if isinstance(item, str) else "" for item in capabilities)
+    for key in ("model_family", "base_name", "quantization_level", "parameter_size"):
+        value = info.get(key, "")
+        if not isinstance(value, str):
+            raise ApiError(400, f"info field {go_quote(key)} must be a string")
+        setattr(pb, key, value)
+    for key in ("context_length", "embedding_length"):
+        value = info.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ApiError(400, f"info field {go_quote(key)} must be a number")
+        if value < 0 or value != int(value) or value > _MAX_INFO_INT:
+            raise ApiError(400, f"info field {go_quote(key)} must be a non-negative integer")
+        setattr(pb, key, int(value))
+    return pb
 
 
 def progress_chunk(message: models_pb2.ProgressUpdate) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse
 
-from herd.rest.cloud.routes import by_model_field, by_model_path, request_json
+from herd.rest.cloud.routes import by_model_field, by_model_path, remote_details_refused, request_json
 from herd.rest.errors import ApiError, exception_handlers, json_response
 from herd.rest.limits import check_message_count
 from herd.rest.metrics import generation_observer
@@ -97,6 +97,8 @@ async def retrieve_model(request: Request, model: str) -> HTTPResponse:
         if error.status == 404:
             raise ApiError(404, show_not_found(error.message, model)) from None
         raise
+    if refused := remote_details_refused(shown, request.app.ctx.cloud.settings):
+        raise refused
     return json_response(translate.model_object(shown, model))
 
 

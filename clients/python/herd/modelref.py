@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from herd.gofmt import go_quote
 
 CONFLICTING_SOURCE_SUFFIX = "use either :local or :cloud, not both"
+# Trailing metadata of core's FAILED_PRECONDITION for a generate or chat on a remote model (a stub):
+# the gateway forwards such a request to the stub's host.
+REMOTE_MODEL_METADATA = "herd-remote-model"
 MODEL_REQUIRED = "model is required"
 
 _CLOUD_SUFFIX = "-cloud"

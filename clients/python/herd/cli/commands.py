@@ -57,7 +57,9 @@ def _table(rows: list[list[str]]) -> str:
 def list_models(args: argparse.Namespace, client: Client) -> int:
     rows = [["NAME", "ID", "SIZE", "MODIFIED"]]
     for model in client.get("/api/tags")["models"]:
-        rows.append([model["name"], model["digest"][:12], human_bytes(model["size"]), human_time(model["modified_at"])])
+        # A remote model's size is its stub's few hundred bytes: ollama prints "-".
+        size = "-" if model.get("remote_model") else human_bytes(model["size"])
+        rows.append([model["name"], model["digest"][:12], size, human_time(model["modified_at"])])
     print(_table(rows))
     return 0
 
@@ -82,7 +84,10 @@ def show(args: argparse.Namespace, client: Client) -> int:
     info = shown.get("model_info", {})
     arch = info.get("general.architecture", "")
     details = shown.get("details", {})
+    remote = [("Remote model", shown.get("remote_model", "")), ("Remote URL", shown["remote_host"])] \
+        if shown.get("remote_host") else []
     rows = [
+        *remote,
         ("architecture", arch),
         ("parameters", details.get("parameter_size", "")),
         ("context length", info.get(f"{arch}.context_length", "")),

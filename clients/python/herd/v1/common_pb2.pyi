@@ -85,20 +85,24 @@ class Metrics(_message.Message):
     def __init__(self, total_duration_ns: _Optional[int] = ..., load_duration_ns: _Optional[int] = ..., prompt_eval_count: _Optional[int] = ..., prompt_eval_duration_ns: _Optional[int] = ..., eval_count: _Optional[int] = ..., eval_duration_ns: _Optional[int] = ...) -> None: ...
 
 class ModelDetails(_message.Message):
-    __slots__ = ("parent_model", "format", "family", "families", "parameter_size", "quantization_level")
+    __slots__ = ("parent_model", "format", "family", "families", "parameter_size", "quantization_level", "context_length", "embedding_length")
     PARENT_MODEL_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     FAMILIES_FIELD_NUMBER: _ClassVar[int]
     PARAMETER_SIZE_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_LENGTH_FIELD_NUMBER: _ClassVar[int]
     parent_model: str
     format: str
     family: str
     families: _containers.RepeatedScalarFieldContainer[str]
     parameter_size: str
     quantization_level: str
-    def __init__(self, parent_model: _Optional[str] = ..., format: _Optional[str] = ..., family: _Optional[str] = ..., families: _Optional[_Iterable[str]] = ..., parameter_size: _Optional[str] = ..., quantization_level: _Optional[str] = ...) -> None: ...
+    context_length: int
+    embedding_length: int
+    def __init__(self, parent_model: _Optional[str] = ..., format: _Optional[str] = ..., family: _Optional[str] = ..., families: _Optional[_Iterable[str]] = ..., parameter_size: _Optional[str] = ..., quantization_level: _Optional[str] = ..., context_length: _Optional[int] = ..., embedding_length: _Optional[int] = ...) -> None: ...
 
 class Tool(_message.Message):
     __slots__ = ("type", "function")

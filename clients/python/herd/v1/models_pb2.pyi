@@ -15,20 +15,24 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelSummary(_message.Message):
-    __slots__ = ("name", "modified_at", "size", "digest", "details", "capabilities")
+    __slots__ = ("name", "modified_at", "size", "digest", "details", "capabilities", "remote_model", "remote_host")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_HOST_FIELD_NUMBER: _ClassVar[int]
     name: str
     modified_at: _timestamp_pb2.Timestamp
     size: int
     digest: str
     details: _common_pb2.ModelDetails
     capabilities: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size: _Optional[int] = ..., digest: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ...) -> None: ...
+    remote_model: str
+    remote_host: str
+    def __init__(self, name: _Optional[str] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size: _Optional[int] = ..., digest: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., capabilities: _Optional[_Iterable[str]] = ..., remote_model: _Optional[str] = ..., remote_host: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -57,7 +61,7 @@ class ModelMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class ShowModelResponse(_message.Message):
-    __slots__ = ("license", "modelfile", "parameters", "template", "system", "details", "messages", "model_info_json", "capabilities", "modified_at", "name", "projector_info_json")
+    __slots__ = ("license", "modelfile", "parameters", "template", "system", "details", "messages", "model_info_json", "capabilities", "modified_at", "name", "projector_info_json", "remote_model", "remote_host", "parameters_json")
     LICENSE_FIELD_NUMBER: _ClassVar[int]
     MODELFILE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +74,9 @@ class ShowModelResponse(_message.Message):
     MODIFIED_AT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROJECTOR_INFO_JSON_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_HOST_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     license: str
     modelfile: str
     parameters: str
@@ -82,7 +89,10 @@ class ShowModelResponse(_message.Message):
     modified_at: _timestamp_pb2.Timestamp
     name: str
     projector_info_json: str
-    def __init__(self, license: _Optional[str] = ..., modelfile: _Optional[str] = ..., parameters: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., model_info_json: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., projector_info_json: _Optional[str] = ...) -> None: ...
+    remote_model: str
+    remote_host: str
+    parameters_json: str
+    def __init__(self, license: _Optional[str] = ..., modelfile: _Optional[str] = ..., parameters: _Optional[str] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., details: _Optional[_Union[_common_pb2.ModelDetails, _Mapping]] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., model_info_json: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., modified_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., projector_info_json: _Optional[str] = ..., remote_model: _Optional[str] = ..., remote_host: _Optional[str] = ..., parameters_json: _Optional[str] = ...) -> None: ...
 
 class ListRunningRequest(_message.Message):
     __slots__ = ()
@@ -184,7 +194,7 @@ class DeleteModelResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class CreateModelRequest(_message.Message):
-    __slots__ = ("model", "files", "adapters", "template", "system", "license", "parameters_json", "messages", "quantize")
+    __slots__ = ("model", "files", "adapters", "template", "system", "license", "parameters_json", "messages", "quantize", "remote_host", "info")
     class FilesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +219,8 @@ class CreateModelRequest(_message.Message):
     PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     QUANTIZE_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_HOST_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
     model: str
     files: _containers.ScalarMap[str, str]
     adapters: _containers.ScalarMap[str, str]
@@ -218,7 +230,27 @@ class CreateModelRequest(_message.Message):
     parameters_json: str
     messages: _containers.RepeatedCompositeFieldContainer[ModelMessage]
     quantize: str
-    def __init__(self, model: _Optional[str] = ..., files: _Optional[_Mapping[str, str]] = ..., adapters: _Optional[_Mapping[str, str]] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., license: _Optional[_Iterable[str]] = ..., parameters_json: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., quantize: _Optional[str] = ..., **kwargs) -> None: ...
+    remote_host: str
+    info: CreateModelInfo
+    def __init__(self, model: _Optional[str] = ..., files: _Optional[_Mapping[str, str]] = ..., adapters: _Optional[_Mapping[str, str]] = ..., template: _Optional[str] = ..., system: _Optional[str] = ..., license: _Optional[_Iterable[str]] = ..., parameters_json: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ModelMessage, _Mapping]]] = ..., quantize: _Optional[str] = ..., remote_host: _Optional[str] = ..., info: _Optional[_Union[CreateModelInfo, _Mapping]] = ..., **kwargs) -> None: ...
+
+class CreateModelInfo(_message.Message):
+    __slots__ = ("capabilities", "model_family", "base_name", "quantization_level", "parameter_size", "context_length", "embedding_length")
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FAMILY_FIELD_NUMBER: _ClassVar[int]
+    BASE_NAME_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PARAMETER_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    model_family: str
+    base_name: str
+    quantization_level: str
+    parameter_size: str
+    context_length: int
+    embedding_length: int
+    def __init__(self, capabilities: _Optional[_Iterable[str]] = ..., model_family: _Optional[str] = ..., base_name: _Optional[str] = ..., quantization_level: _Optional[str] = ..., parameter_size: _Optional[str] = ..., context_length: _Optional[int] = ..., embedding_length: _Optional[int] = ...) -> None: ...
 
 class ProgressUpdate(_message.Message):
     __slots__ = ("status", "digest", "total", "completed")
