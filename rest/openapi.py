@@ -110,6 +110,8 @@ OPERATIONS = (
     Operation("/v1/models", "get", "List models", {"200": _json_reply("A model list")}, tag="openai"),
     Operation("/v1/models/{model}", "get", "Retrieve a model", {"200": _json_reply("A model object")},
               tag="openai"),
+    Operation("/v1/messages", "post", "Anthropic's Messages API, passed to the cloud for cloud model names only",
+              {"200": _sse_or_json("A message")}, _OBJECT, tag="cloud"),
     Operation("/api/status", "get", "Whether cloud models are enabled, and where they go",
               {"200": _json_reply("{\"cloud\": {\"disabled\": ..., \"source\": ...}}")}, tag="cloud"),
     Operation("/api/me", "post", "The cloud account the server's key belongs to, asked of the upstream",

@@ -14,6 +14,7 @@ from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse
 
 from herd.cloud_key import KeyUnavailable, encoded_public_key, load_key
+from herd.gofmt import go_quote
 from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
 from herd.rest.cloud.proxy import DISABLED, CloudProxy, Unauthorized
 from herd.rest.cloud.settings import CloudSettings
@@ -175,6 +176,18 @@ def _web_route(upstream_path: str, disabled_operation: str) -> Handler:
     return route
 
 
+async def local_anthropic_messages(request: Request) -> HTTPResponse:
+    """``POST /v1/messages`` with a local model name. herd speaks Anthropic's Messages API only as a
+    passthrough to the cloud; a local model is refused in that API's own error shape, so an
+    Anthropic client shows the reason instead of failing to parse it."""
+    payload = request_json(request)
+    model = payload.get("model") if isinstance(payload, dict) else None
+    message = (f"model {go_quote(model)} is local; herd serves /v1/messages for cloud models only "
+               "(use /api/chat or /v1/chat/completions)") if isinstance(model, str) and model else "model is required"
+    status, kind = (404, "not_found_error") if model else (400, "invalid_request_error")
+    return json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)
+
+
 async def status(request: Request) -> HTTPResponse:
     settings: CloudSettings = request.app.ctx.cloud.settings
     return json_response({"cloud": {"disabled": settings.disabled, "source": settings.disabled_source}})
@@ -244,6 +257,7 @@ def install(app: Sanic, settings: CloudSettings, client_version: str) -> None:
                         methods=["POST"])
     blueprint.add_route(_web_route("/api/web_fetch", WEB_FETCH_UNAVAILABLE), "/api/experimental/web_fetch",
                         methods=["POST"])
+    blueprint.add_route(by_model_field(local_anthropic_messages), "/v1/messages", methods=["POST"])
     blueprint.add_route(status, "/api/status", methods=["GET"])
     blueprint.add_route(whoami, "/api/me", methods=["POST"])
     blueprint.add_route(signout, "/api/signout", methods=["POST"])

@@ -178,6 +178,7 @@ def test_openai_sse_passes_through_byte_for_byte_with_query(fake):
         ("POST", "/v1/completions", {"model": "x:cloud", "prompt": "hi"}, "/v1/completions"),
         ("POST", "/v1/embeddings", {"model": "x:cloud", "input": "hi"}, "/v1/embeddings"),
         ("POST", "/v1/responses", {"model": "x:cloud", "input": "hi"}, "/v1/responses"),
+        ("POST", "/v1/messages", {"model": "x:cloud", "max_tokens": 8, "messages": QUESTION}, "/v1/messages"),
         ("GET", "/v1/models/x:cloud", None, "/v1/models/x"),
         ("POST", "/api/experimental/web_search", {"query": "herd"}, "/api/web_search"),
         ("POST", "/api/experimental/web_fetch", {"url": "https://example.com"}, "/api/web_fetch"),
@@ -191,6 +192,25 @@ def test_every_cloud_route_is_proxied(fake, method, path, body, upstream_path):
     assert (sent.method, sent.path, sent.credential) == (method, upstream_path, "signature")
     if body and "model" in body:
         assert sent.json()["model"] == "x"
+
+
+def test_anthropic_messages_stream_from_the_cloud_and_refuse_local_models(fake):
+    """What Claude Code sends (``/v1/messages?beta=true``, SSE) passes through with its query; a
+    local model gets Anthropic's error shape, as herd serves that API for cloud models only."""
+    events = ['event: message_start\ndata: {"type":"message_start"}\n\n',
+              'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+    fake.reply(Reply(parts=[(0.0, event.encode()) for event in events],
+                     headers={"Content-Type": "text/event-stream"}))
+    body = {"model": "claude-ish:cloud", "max_tokens": 16, "stream": True, "messages": QUESTION}
+    with httpx.stream("POST", fake.server.base_url + "/v1/messages?beta=true", json=body) as streamed:
+        assert streamed.read().decode() == "".join(events)
+    [sent] = fake.requests
+    assert (sent.path, sent.query["beta"], sent.json()["model"]) == ("/v1/messages", ["true"], "claude-ish")
+    local = httpx.post(fake.server.base_url + "/v1/messages", json={**body, "model": CHAT_MODEL})
+    assert local.status_code == 404
+    assert local.json()["type"] == "error" and local.json()["error"]["type"] == "not_found_error"
+    assert CHAT_MODEL in local.json()["error"]["message"]
+    assert len(fake.requests) == 1
 
 
 @pytest.mark.parametrize(
