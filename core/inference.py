@@ -326,11 +326,16 @@ class Inference:
 
     # ------------------------------------------------------------------ generate
 
+    def _local_model(self, name: str) -> StoredModel:
+        """The model to run here; RemoteModel for a stub, whose requests the gateway forwards."""
+        model = self.catalog.get(name)
+        if model.is_remote:
+            raise RemoteModel(name)
+        return model
+
     async def generate(self, p: GenerateParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
-        model = self.catalog.get(p.model)
-        if model.is_remote:
-            raise RemoteModel(p.model)
+        model = self._local_model(p.model)
         capabilities = self.catalog.capabilities(model)
         _check_thinking(p.model, capabilities, p.think)
         if not p.prompt and not p.suffix:
@@ -386,9 +391,7 @@ class Inference:
 
     async def chat(self, p: ChatParams) -> AsyncIterator[Chunk]:
         started = time.perf_counter_ns()
-        model = self.catalog.get(p.model)
-        if model.is_remote:
-            raise RemoteModel(p.model)
+        model = self._local_model(p.model)
         capabilities = self.catalog.capabilities(model)
         _check_thinking(p.model, capabilities, p.think)
         if not p.messages:
@@ -469,9 +472,7 @@ class Inference:
 
     async def embed(self, p: EmbedParams) -> Embeddings:
         started = time.perf_counter_ns()
-        model = self.catalog.get(p.model)
-        if model.is_remote:
-            raise RemoteModel(p.model)
+        model = self._local_model(p.model)
         opts = resolve(model.params, p.options)
         if not p.inputs:
             load_ns = await self.scheduler.load(model, opts.runner, p.keep_alive_ns)

@@ -46,7 +46,7 @@ from herd.core.store.manifest import (
 )
 from herd.core.store.names import ModelName
 from herd.core.store.store import ModelStore, StoredModel
-from herd.modelref import ModelRefError, parse_ref
+from herd.modelref import OLLAMA_CLOUD_URL, ModelRefError, parse_ref
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +81,6 @@ _QUANTIZE_TYPES = {
 }
 # llama.cpp quantizes only from unquantized weights; Ollama refuses the rest before trying.
 _QUANTIZABLE_SOURCES = ("F16", "BF16", "F32")
-# Where a model created from a cloud name is served when the request names no host (Ollama's default).
-DEFAULT_REMOTE_HOST = "https://ollama.com:443"
 _DEFAULT_REMOTE_PORT = 11434
 # A host with a port (possibly empty, as Go's SplitHostPort allows): "h:1", "[::1]:1".
 _HAS_PORT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*):[0-9]*")
@@ -213,7 +211,7 @@ def _remote_source(spec: CreateSpec) -> tuple[str, str] | None:
         ref = parse_ref(spec.base)
     except ModelRefError:
         raise CreateError("invalid model name") from None
-    host = spec.remote_host or (DEFAULT_REMOTE_HOST if ref.is_cloud else "")
+    host = spec.remote_host or (OLLAMA_CLOUD_URL if ref.is_cloud else "")
     return (remote_url(host), ref.base) if host else None
 
 
@@ -226,7 +224,7 @@ def remote_url(raw: str) -> str:
     if "://" not in raw:
         raw = "http://" + raw
     if raw == "http://ollama.com":
-        raw = DEFAULT_REMOTE_HOST
+        raw = OLLAMA_CLOUD_URL
     if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in raw):
         raise CreateError("bad remote")
     try:

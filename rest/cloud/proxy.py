@@ -47,6 +47,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 SIGNING_HOST = "ollama.com"
 
 
+def disabled_message(operation: str) -> str:
+    """Ollama's 403 text for ``operation`` while the cloud is disabled."""
+    return f"{DISABLED}: {operation}"
+
+
 class Unauthorized(Exception):
     """No credential for the upstream: nothing is sent."""
 
@@ -169,7 +174,7 @@ class CloudProxy:
         middleware writes them before any dialect is involved.
         """
         if self.settings.disabled:
-            return json_response({"error": f"{DISABLED}: {disabled_operation}"}, status=403)
+            return json_response({"error": disabled_message(disabled_operation)}, status=403)
         try:
             upstream_request, decode = self._upstream_request(
                 request.method, path, request.query_string, list(request.headers.items()), body)

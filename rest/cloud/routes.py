@@ -16,7 +16,7 @@ from sanic.response import HTTPResponse
 from herd.cloud_key import KeyUnavailable, encoded_public_key, load_key
 from herd.gofmt import go_quote
 from herd.modelref import MODEL_REQUIRED, ModelRef, ModelRefError, ModelSource, normalize_pull_name, parse_ref
-from herd.rest.cloud.proxy import DISABLED, CloudProxy, Unauthorized
+from herd.rest.cloud.proxy import CloudProxy, Unauthorized, disabled_message
 from herd.rest.cloud.settings import CloudSettings
 from herd.rest.errors import ApiError, dumps, json_response
 from herd.rest.ollama.parsing import parse_json_body
@@ -129,7 +129,7 @@ def with_cloud_host(create: models_pb2.CreateModelRequest, settings: CloudSettin
 def remote_details_refused(shown: models_pb2.ShowModelResponse, settings: CloudSettings) -> ApiError | None:
     """Ollama's 403 for showing a remote model (a stub) while the cloud is disabled."""
     if shown.remote_host and settings.disabled:
-        return ApiError(403, f"{DISABLED}: {DETAILS_UNAVAILABLE}")
+        return ApiError(403, disabled_message(DETAILS_UNAVAILABLE))
     return None
 
 
@@ -182,9 +182,12 @@ async def local_anthropic_messages(request: Request) -> HTTPResponse:
     Anthropic client shows the reason instead of failing to parse it."""
     payload = request_json(request)
     model = payload.get("model") if isinstance(payload, dict) else None
-    message = (f"model {go_quote(model)} is local; herd serves /v1/messages for cloud models only "
-               "(use /api/chat or /v1/chat/completions)") if isinstance(model, str) and model else "model is required"
-    status, kind = (404, "not_found_error") if model else (400, "invalid_request_error")
+    if not isinstance(model, str) or not model:
+        status, kind, message = 400, "invalid_request_error", MODEL_REQUIRED
+    else:
+        status, kind = 404, "not_found_error"
+        message = (f"model {go_quote(model)} is local; herd serves /v1/messages for cloud models only "
+                   "(use /api/chat or /v1/chat/completions)")
     return json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)
 
 

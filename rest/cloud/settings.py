@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 import structlog
 
 from herd.cloud_key import key_path
+from herd.modelref import OLLAMA_CLOUD_URL
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_URL = "https://ollama.com:443"
+DEFAULT_BASE_URL = OLLAMA_CLOUD_URL
 BASE_URL_ENV = "OLLAMA_CLOUD_BASE_URL"
 NO_CLOUD_ENV = "OLLAMA_NO_CLOUD"
 API_KEY_ENV = "OLLAMA_API_KEY"

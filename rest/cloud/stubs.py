@@ -21,7 +21,7 @@ from sanic import Request
 from sanic.response import HTTPResponse
 
 from herd.modelref import ModelSource
-from herd.rest.cloud.proxy import DISABLED, UPSTREAM_DROPPED, CloudProxy, Unauthorized, unreachable_message
+from herd.rest.cloud.proxy import UPSTREAM_DROPPED, CloudProxy, Unauthorized, disabled_message, unreachable_message
 from herd.rest.cloud.routes import INFERENCE_UNAVAILABLE
 from herd.rest.errors import JSON_CONTENT_TYPE, ApiError, dumps
 from herd.rest.request_id import grpc_metadata
@@ -109,7 +109,7 @@ async def forward(request: Request, path: str, body: dict) -> HTTPResponse | Non
         raise ApiError(404, f"model '{ref.original}' not found")
     proxy: CloudProxy = request.app.ctx.cloud
     if proxy.settings.disabled:
-        raise ApiError(403, f"{DISABLED}: {INFERENCE_UNAVAILABLE}")
+        raise ApiError(403, disabled_message(INFERENCE_UNAVAILABLE))
     show = request.app.ctx.models.Show(models_pb2.ShowModelRequest(model=name),
                                        metadata=grpc_metadata(request.ctx.request_id))
     stub = Stub.from_show(name, await unary(show, f"model '{name}' not found"))

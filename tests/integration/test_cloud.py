@@ -210,6 +210,8 @@ def test_anthropic_messages_stream_from_the_cloud_and_refuse_local_models(fake):
     assert local.status_code == 404
     assert local.json()["type"] == "error" and local.json()["error"]["type"] == "not_found_error"
     assert CHAT_MODEL in local.json()["error"]["message"]
+    no_name = httpx.post(fake.server.base_url + "/v1/messages", json={**body, "model": 5})
+    assert (no_name.status_code, no_name.json()["error"]["type"]) == (400, "invalid_request_error")
     assert len(fake.requests) == 1
 
 

@@ -17,6 +17,8 @@ CONFLICTING_SOURCE_SUFFIX = "use either :local or :cloud, not both"
 # the gateway forwards such a request to the stub's host.
 REMOTE_MODEL_METADATA = "herd-remote-model"
 MODEL_REQUIRED = "model is required"
+# Where cloud names go unless OLLAMA_CLOUD_BASE_URL says otherwise, and a stub's host by default.
+OLLAMA_CLOUD_URL = "https://ollama.com:443"
 
 _CLOUD_SUFFIX = "-cloud"
 
