@@ -285,11 +285,16 @@ class Engine:
         self._parked_budget = PARKED_PREFIX_BUDGET_BYTES
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.vram_bytes = int(llama_cpp.llama_model_size(model)) if gpu_layers > 0 else 0
-        # On a CPU a step costs about its token count, so prompts arriving together are prefilled one
-        # per step: each newcomer's first token then waits for its own prompt rather than for all of
-        # them, and sequences that arrived together stop finishing (and coming back) together. A GPU
-        # takes extra prompts in one step almost for free, so there they share it.
-        self._one_prompt_per_step = gpu_layers == 0
+        # On a CPU a step costs about its token count, so the order of work decides who waits, not
+        # how long the work takes. A prompt's last chunk, whose logits give its first token, is
+        # decoded in a step of its own: the newcomer's first token then waits for its own prompt
+        # only, not also for one token of every running stream, and those streams get their next
+        # token when they would have in a shared step. Such steps alternate with decode steps, so
+        # prompts arriving together are prefilled one at a time and never stall the streams for
+        # more than one prompt. A GPU takes extra tokens in a step almost for free, so there every
+        # prompt shares the decode step.
+        self._prompts_alone = gpu_layers == 0
+        self._last_step_was_prompt = False
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)
         # One candidate buffer serves every grammar-constrained pick (the engine thread samples one
@@ -558,28 +563,34 @@ class Engine:
         batch = self._batch
         n = 0
         outputs: list[tuple[Sequence, int]] = []
-        # Decode tokens first: every generating sequence advances one token per step.
-        for seq in self._active:
-            if seq.pending_token >= 0:
+        prefilled: list[tuple[Sequence, int]] = []
+        generating = [seq for seq in self._active if seq.pending_token >= 0]
+        prefilling = [seq for seq in self._active if seq.pending_token < 0]
+        prompt_alone = (self._prompts_alone and prefilling and self._ends_in_one_step(prefilling[0])
+                        and not (generating and self._last_step_was_prompt))
+        self._last_step_was_prompt = prompt_alone
+        if prompt_alone:
+            n = self._put_prompt(prefilling[0], self.n_batch, 0, outputs, prefilled)
+        else:
+            # Every generating sequence advances one token per step ...
+            for seq in generating:
                 self._put(batch, n, seq.pending_token, seq.n_past, seq.slot, True)
                 outputs.append((seq, n))
                 n += 1
-        # Then prompt chunks, in admission order, within what is left of the batch.
-        prefilled: list[tuple[Sequence, int]] = []
-        for seq in self._active:
-            if seq.pending_token >= 0 or n >= self.n_batch:
-                continue
-            remaining = seq.prompt_tokens[seq.n_past: text_end(seq)]
-            take = remaining[: self.n_batch - n]
-            for i, tok in enumerate(take):
-                last = seq.n_past + i == len(seq.prompt_tokens) - 1
-                self._put(batch, n, tok, seq.n_past + i, seq.slot, last)
-                if last:
-                    outputs.append((seq, n))
-                n += 1
-            prefilled.append((seq, len(take)))
-            if self._one_prompt_per_step:
-                break
+            # ... and prompt chunks, in admission order, fill what is left of the batch (on a CPU
+            # one prompt's, and never its last chunk, which gets a step of its own).
+            for seq in prefilling:
+                if n >= self.n_batch:
+                    break
+                if self._prompts_alone:
+                    if self._ends_in_one_step(seq):
+                        break
+                    end = text_end(seq)
+                    if end == len(seq.prompt_tokens):
+                        end -= self.n_batch  # leaves a last chunk that fits a step of its own
+                    n = self._put_prompt(seq, min(end - seq.n_past, self.n_batch - n), n, outputs, prefilled)
+                    break
+                n = self._put_prompt(seq, self.n_batch - n, n, outputs, prefilled)
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:
@@ -653,6 +664,23 @@ class Engine:
         candidates = llama_cpp.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
         llama_cpp.llama_sampler_apply(grammar, ctypes.byref(candidates))
         return single[0].logit != float("-inf")
+
+    def _ends_in_one_step(self, seq: Sequence) -> bool:
+        """Whether the rest of ``seq``'s prompt is its last chunk: no image ahead, and it fits a batch."""
+        return text_end(seq) == len(seq.prompt_tokens) and len(seq.prompt_tokens) - seq.n_past <= self.n_batch
+
+    def _put_prompt(self, seq: Sequence, limit: int, n: int, outputs: list[tuple[Sequence, int]],
+                    prefilled: list[tuple[Sequence, int]]) -> int:
+        """Puts up to ``limit`` of ``seq``'s unevaluated prompt text in the batch at ``n``; returns the new ``n``."""
+        take = seq.prompt_tokens[seq.n_past: min(text_end(seq), seq.n_past + limit)]
+        for i, tok in enumerate(take):
+            last = seq.n_past + i == len(seq.prompt_tokens) - 1
+            self._put(self._batch, n, tok, seq.n_past + i, seq.slot, last)
+            if last:
+                outputs.append((seq, n))
+            n += 1
+        prefilled.append((seq, len(take)))
+        return n
 
     @staticmethod
     def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:

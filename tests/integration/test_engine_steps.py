@@ -17,44 +17,79 @@ GREEDY = SamplingParams(temperature=0.0, top_k=40, top_p=0.9, min_p=0.0, typical
                         repeat_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0, seed=0)
 
 
-def test_prompts_arriving_together_on_a_cpu_are_prefilled_one_per_step_while_the_others_decode(monkeypatch):
-    engine = Engine(EngineConfig(model_path=str(locate_smollm2()), n_ctx=512, n_parallel=4, n_threads=2,
-                                 n_gpu_layers=0))
-    steps: list[Counter] = []  # tokens per sequence id in each decode
-    decode = llama_cpp.llama_decode
+class RecordedEngine:
+    """An engine on the real chat model whose every ``llama_decode`` is recorded as tokens per sequence id."""
 
-    def recording_decode(ctx, batch):
-        steps.append(Counter(batch.seq_id[i][0] for i in range(batch.n_tokens)))
-        return decode(ctx, batch)
+    def __init__(self, monkeypatch, **config):
+        self.engine = Engine(EngineConfig(model_path=str(locate_smollm2()), n_ctx=512, n_parallel=4, n_threads=2,
+                                          n_gpu_layers=0, **config))
+        self.steps: list[Counter] = []
+        self.finished = threading.Semaphore(0)
+        self.texts: dict[int, list[str]] = {}
+        decode = llama_cpp.llama_decode
 
-    monkeypatch.setattr(llama_cpp, "llama_decode", recording_decode)
-    finished = threading.Semaphore(0)
-    texts: dict[int, list[str]] = {}
+        def recording_decode(ctx, batch):
+            self.steps.append(Counter(batch.seq_id[i][0] for i in range(batch.n_tokens)))
+            return decode(ctx, batch)
 
-    def sequence(index: int, prompt: str) -> Sequence:
-        texts[index] = []
+        monkeypatch.setattr(llama_cpp, "llama_decode", recording_decode)
+
+    def submit(self, index: int, prompt: str, num_predict: int, on_text=lambda: None) -> Sequence:
+        self.texts[index] = []
 
         def emit(text, result, _logprobs):
-            texts[index].append(text)
+            self.texts[index].append(text)
+            on_text()
             if result is not None:
-                finished.release()
+                self.finished.release()
 
-        return Sequence(prompt_tokens=engine.tokenize(prompt, True), num_predict=8, stop=[], sampling=GREEDY,
-                        emit=emit, fail=lambda message: pytest.fail(message))
+        seq = Sequence(prompt_tokens=self.engine.tokenize(prompt, True), num_predict=num_predict, stop=[],
+                       sampling=GREEDY, emit=emit, fail=lambda message: pytest.fail(message))
+        self.engine.submit(seq)
+        return seq
 
+    def wait(self, count: int) -> None:
+        for _ in range(count):
+            assert self.finished.acquire(timeout=120)
+
+
+def test_prompts_arriving_together_on_a_cpu_get_steps_of_their_own_between_decode_steps(monkeypatch):
+    recorded = RecordedEngine(monkeypatch)
     prompts = ["The capital of France is", "Water boils at a temperature of", "The largest planet is"]
     try:
         for index, prompt in enumerate(prompts):  # queued before the loop runs: all three arrive together
-            engine.submit(sequence(index, prompt))
-        engine.start()
-        for _ in prompts:
-            assert finished.acquire(timeout=120)
+            recorded.submit(index, prompt, num_predict=8)
+        recorded.engine.start()
+        recorded.wait(len(prompts))
     finally:
-        engine.close()
+        recorded.engine.close()
 
-    assert all("".join(text).strip() for text in texts.values())
-    prompt_steps = [step for step in steps if any(count > 1 for count in step.values())]
-    assert len(prompt_steps) == len(prompts)  # one prompt per step ...
-    assert all(sum(count > 1 for count in step.values()) == 1 for step in prompt_steps)
-    # ... and the second and third ride along with the decode tokens of those already generating.
-    assert [sum(count == 1 for count in step.values()) for step in prompt_steps] == [0, 1, 2]
+    assert all("".join(text).strip() for text in recorded.texts.values())
+    # Each prompt is decoded alone (its first token waits for nothing else), and a decode step of every
+    # sequence already generating comes between two prompts, so the streams never wait for two.
+    shapes = [sorted(step.values(), reverse=True) for step in recorded.steps[:6]]
+    assert [len(shape) for shape in shapes] == [1, 1, 1, 2, 1, 3]
+    assert [shape[0] > 1 for shape in shapes] == [True, False, True, False, True, False]
+    assert all(sum(step.values()) == len(step) for step in recorded.steps[6:])  # then decoding only
+
+
+def test_a_long_prompt_rides_with_the_decode_steps_until_its_last_chunk(monkeypatch):
+    recorded = RecordedEngine(monkeypatch, n_batch=32)
+    generating = threading.Event()
+    long_prompt = "Here is a list of fruit: " + ", ".join(["apple", "pear", "plum", "cherry", "fig"] * 12) + "."
+    try:
+        recorded.engine.start()
+        running = recorded.submit(0, "Count from one to fifty:", num_predict=60, on_text=generating.set)
+        assert generating.wait(120)
+        newcomer = recorded.submit(1, long_prompt, num_predict=4)
+        recorded.wait(2)
+    finally:
+        recorded.engine.close()
+
+    newcomer_steps = [step for step in recorded.steps if newcomer.slot in step and step[newcomer.slot] > 1]
+    assert sum(step[newcomer.slot] for step in newcomer_steps) == len(newcomer.prompt_tokens) > 64
+    assert all(sum(step.values()) <= 32 for step in recorded.steps)
+    # The chunks before the last carry the running sequence's next token too; the last runs alone.
+    assert all(step[running.slot] == 1 for step in newcomer_steps[:-1]) and len(newcomer_steps) >= 3
+    assert newcomer_steps[-1] == {newcomer.slot: newcomer_steps[-1][newcomer.slot]}
+    assert "".join(recorded.texts[1]).strip()
