@@ -102,6 +102,7 @@ class Mailbox:
         self._result: SequenceResult | None = None
         self._error: str | None = None
         self._waiter: asyncio.Future | None = None
+        self._woken_by_text = True  # False while the handler waits for the end only
 
     @property
     def finished(self) -> bool:
@@ -114,25 +115,48 @@ class Mailbox:
                 self._text.append(text)
             self._logprobs += logprobs
             self._result = result
-            waiter, self._waiter = self._waiter, None
+            waiter = self._take_waiter() if result is not None or self._woken_by_text else None
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
     def fail(self, message: str) -> None:
         with self._lock:
             self._error = message
-            waiter, self._waiter = self._waiter, None
+            waiter = self._take_waiter()
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def _take_waiter(self) -> asyncio.Future | None:
+        waiter, self._waiter = self._waiter, None
+        return waiter
 
     async def wait(self) -> None:
         """Returns once there is text, a result or an error to take."""
         with self._lock:
             if self._text or self.finished:
                 return
-            self._waiter = self._loop.create_future()
-            waiter = self._waiter
+            waiter = self._park(woken_by_text=True)
         await waiter
+
+    async def wait_for_end(self, timeout: float) -> None:
+        """Returns after ``timeout`` seconds, or as soon as the result or an error is there."""
+        with self._lock:
+            if self.finished:
+                return
+            waiter = self._park(woken_by_text=False)
+        timer = self._loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
+
+    def _park(self, woken_by_text: bool) -> asyncio.Future:
+        self._waiter = self._loop.create_future()
+        self._woken_by_text = woken_by_text
+        return self._waiter
 
     def take(self) -> tuple[str, list[TokenLogprob], SequenceResult | None, str | None]:
         with self._lock:
@@ -226,10 +250,11 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
                 await mailbox.wait()
                 # Every message costs CPU in three processes that share the cores with decoding,
                 # so text ready less than stream_interval after the previous message waits for
-                # the tokens that follow it. The first piece and the end go out at once.
+                # the tokens that follow it. The first piece and the end go out at once: a client
+                # told late that its answer is complete sends its next request late.
                 delay = next_send - loop.time()
-                if delay > 0 and not mailbox.finished:
-                    await asyncio.sleep(delay)
+                if delay > 0:
+                    await mailbox.wait_for_end(delay)
                 text, logprobs, result, error = mailbox.take()
                 if error is not None:
                     await context.abort(grpc.StatusCode.INTERNAL, error)

@@ -82,3 +82,22 @@ def test_an_embedding_is_answered_while_generations_keep_the_runner_busy(server)
         assert not json.loads(next(lines))["done"]  # still generating when the embedding came back
     assert reply.status_code == 200 and len(reply.json()["embeddings"]) == 2
     assert elapsed < 10
+
+
+def test_coalesced_text_ends_the_stream_as_soon_as_the_answer_is_complete(tmp_path):
+    # One message a minute per stream at most: everything after the first piece is held back, and
+    # only the end of the answer may (and must) cut that wait short.
+    server = start_server(tmp_path, HERD_STREAM_INTERVAL_MS="60000")
+    body = {"model": CHAT_MODEL, "prompt": "Name three colours.", "options": {"num_predict": 24, "temperature": 0}}
+    try:
+        whole = httpx.post(server.base_url + "/api/generate", json=body | {"stream": False}, timeout=120).json()
+        started = time.monotonic()
+        with httpx.stream("POST", server.base_url + "/api/generate", json=body, timeout=120) as response:
+            lines = [json.loads(line) for line in response.iter_lines()]
+        elapsed = time.monotonic() - started
+    finally:
+        stop_server(server)
+    assert elapsed < 30
+    assert lines[-1]["done"] and lines[-1]["eval_count"] == whole["eval_count"] > 1
+    assert len(lines) <= 3  # the first piece at once, the rest with the end
+    assert "".join(line["response"] for line in lines) == whole["response"]
