@@ -196,10 +196,20 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         self._streams = 0  # Generate calls in flight
 
     def _send_interval(self) -> float:
-        """Shortest time between two messages of one stream (0: one message per token)."""
+        """Time between two messages of one stream (0: one message per token)."""
         if not self.stream_interval_s or self.engine.vram_bytes:  # offloaded: the cores are not the bottleneck
             return self.stream_interval_s
         return max(self.stream_interval_s, self._streams / MESSAGES_PER_SECOND)
+
+    def _next_send(self, now: float) -> float:
+        """When a stream that has just sent may send again: the next tick of a clock every stream shares.
+
+        Messages that leave together wake runner, core, gateway and client once for all of them;
+        the same messages spread over the interval cost each process a wake-up apiece, which is
+        most of a message's cost (the monotonic clock is the same in every runner process).
+        """
+        interval = self._send_interval()
+        return (now // interval + 1) * interval if interval else now
 
     async def Info(self, request, context):
         e = self.engine
@@ -247,20 +257,20 @@ class RunnerService(runner_pb2_grpc.RunnerServicer):
         self._streams += 1
         try:
             while True:
-                await mailbox.wait()
                 # Every message costs CPU in three processes that share the cores with decoding,
-                # so text ready less than stream_interval after the previous message waits for
-                # the tokens that follow it. The first piece and the end go out at once: a client
-                # told late that its answer is complete sends its next request late.
+                # so after a message the tokens that follow wait for the next tick. The first
+                # piece and the end go out at once: a client told late that its answer is
+                # complete sends its next request late.
                 delay = next_send - loop.time()
                 if delay > 0:
                     await mailbox.wait_for_end(delay)
+                await mailbox.wait()
                 text, logprobs, result, error = mailbox.take()
                 if error is not None:
                     await context.abort(grpc.StatusCode.INTERNAL, error)
                 logprobs_pb = [_logprob_pb(entry) for entry in logprobs]
                 if result is None:
-                    next_send = loop.time() + self._send_interval()
+                    next_send = self._next_send(loop.time())
                     yield runner_pb2.GenerateResponse(text=text, logprobs=logprobs_pb)
                     continue
                 log.info(
