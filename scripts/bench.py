@@ -11,8 +11,10 @@ single       one stream at a time: median decode rate seen by the client (tokens
 concurrency  1, 4, 8 and 16 clients, each streaming ``--requests`` generations of ``--tokens``
              tokens back to back (a closed loop, as a chat service sees); raw is the same loop
              in-process: one ``llama_decode`` per step over one token of every generating
-             sequence plus the prompt of any sequence that has just arrived. Aggregate
-             tokens/s (all tokens ÷ wall time), herd/raw, and TTFT p50/p99 over every request.
+             sequence plus the prompt of any sequence that has just arrived. Raw and herd
+             take turns ``--rounds`` times per level, so the machine's drift hits both alike.
+             Aggregate tokens/s (all tokens ÷ wall time, over every round), herd/raw, and TTFT
+             p50/p99 over every request.
 turns        a chat with a ~1,000-token history: TTFT of the cold first turn and of the second
              turn, which should find the first turn's cells in the prefix cache.
 embed        ``/api/embed`` with 256 short inputs against the same inputs embedded in-process
@@ -167,10 +169,10 @@ ANIMALS = ("fox", "heron", "badger", "otter", "crow", "hare", "lynx", "seal")
 DREAMS = ("sailing to the far islands", "building a lighthouse", "learning to sing", "mapping the stars")
 
 
-def story_prompt(series: int, client: int, request: int) -> str:
+def story_prompt(series: str, client: int, request: int) -> str:
     """A short prompt (~30 tokens), different from the first token on, so no two share cells.
 
-    ``series`` (the concurrency level) keeps one level's prompts out of another's prefix cache.
+    ``series`` (the concurrency level and round) keeps one run's prompts out of another's prefix cache.
     """
     return (f"{series}:{client}.{request} Once upon a time, in a village by the sea, there lived a "
             f"{ANIMALS[(client + request) % len(ANIMALS)]} who dreamed of "
@@ -190,6 +192,11 @@ class LevelResult:
     def ttft_ms(self, q: float) -> float:
         ordered = sorted(self.ttfts)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3
+
+    @classmethod
+    def pooled(cls, results: list[LevelResult]) -> LevelResult:
+        return cls(sum(r.tokens for r in results), sum(r.seconds for r in results),
+                   [t for r in results for t in r.ttfts])
 
 
 def sampler_chain(seed: int):
@@ -223,7 +230,7 @@ def first_arrival(client: int, stagger_s: float) -> float:
 
 
 def raw_concurrent(model, threads: int, ctx_per_seq: int, clients: int, requests: int, tokens: int,
-                   stagger_s: float) -> LevelResult:
+                   stagger_s: float, series: str) -> LevelResult:
     """``clients`` closed loops of ``requests`` generations each, batched in one context."""
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx, cparams.n_batch, cparams.n_ubatch = ctx_per_seq * clients, 512, 512
@@ -233,7 +240,7 @@ def raw_concurrent(model, threads: int, ctx_per_seq: int, clients: int, requests
     mem = llama_cpp.llama_get_memory(ctx)
     batch = llama_cpp.llama_batch_init(512, 0, 1)
     piece = (ctypes.c_char * 256)()
-    queues = [[story_prompt(clients, c, r) for r in range(requests)] for c in range(clients)]
+    queues = [[story_prompt(series, c, r) for r in range(requests)] for c in range(clients)]
     slots: list[_RawSequence | None] = [None] * clients
     ttfts: list[float] = []
     total = 0
@@ -297,7 +304,7 @@ def _put(batch, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None
 
 
 async def herd_concurrent(base: str, model: str, clients: int, requests: int, tokens: int, threads: int,
-                          stagger_s: float) -> LevelResult:
+                          stagger_s: float, series: str) -> LevelResult:
     """The same closed loops as streaming ``/api/generate`` clients of the running server."""
     ttfts: list[float] = []
     counts: list[int] = []
@@ -305,7 +312,7 @@ async def herd_concurrent(base: str, model: str, clients: int, requests: int, to
     async def client_loop(client: httpx.AsyncClient, index: int) -> None:
         await asyncio.sleep(first_arrival(index, stagger_s))
         for r in range(requests):
-            body = {"model": model, "prompt": story_prompt(clients, index, r), "raw": True, "stream": True,
+            body = {"model": model, "prompt": story_prompt(series, index, r), "raw": True, "stream": True,
                     "options": {**SAMPLING, "seed": SEED + index * requests + r,
                                 "num_predict": tokens, "num_thread": threads}}
             sent = time.perf_counter()
@@ -330,13 +337,20 @@ async def herd_concurrent(base: str, model: str, clients: int, requests: int, to
 
 def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
     print(f"\n## {name}: concurrent streams, closed loops of {args.tokens}-token requests, first requests "
-          f"{args.stagger:.0f} ms apart")
+          f"{args.stagger:.0f} ms apart, raw and herd alternated {args.rounds} times per level")
     print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT p50/p99 ms':>20}"
           f" {'herd TTFT p50/p99 ms':>21}")
     for level in args.levels:
         requests = args.requests or max(3, 24 // level)  # about the same number of tokens at every level; 3 so the start is not half the sample
-        raw = raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens, args.stagger / 1e3)
-        herd = asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads, args.stagger / 1e3))
+        # The machine's speed drifts from one minute to the next: alternating shares the drift out.
+        raws, herds = [], []
+        for round_ in range(args.rounds):
+            series = f"{level}.{round_}"
+            raws.append(raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens,
+                                       args.stagger / 1e3, series))
+            herds.append(asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads,
+                                                     args.stagger / 1e3, series)))
+        raw, herd = LevelResult.pooled(raws), LevelResult.pooled(herds)
         print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} "
               f"{raw.ttft_ms(0.5):>9.0f} / {raw.ttft_ms(0.99):<8.0f} {herd.ttft_ms(0.5):>10.0f} / {herd.ttft_ms(0.99):<8.0f}",
               flush=True)
@@ -484,6 +498,7 @@ def main() -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent streams")
     parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 3)")
     parser.add_argument("--stagger", type=float, default=100.0, help="ms between the clients' first requests")
+    parser.add_argument("--rounds", type=int, default=2, help="raw and herd runs alternated per concurrency level")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096, help="context per sequence")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="models to measure (default: both bundled)")
