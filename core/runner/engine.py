@@ -1,9 +1,10 @@
 """The decode loop: one llama.cpp context, several sequences advancing together.
 
 With ``vision.py`` (images, through libmtmd), the only module that imports ``llama_cpp``. One
-engine thread owns the context; every ``llama_decode`` carries one token for each sequence that
-is generating plus prompt chunks of sequences being admitted, so a new request never stalls
-running streams for a whole prompt. An image in a prompt is decoded on its own between steps.
+engine thread owns the context; a ``llama_decode`` carries one token for each sequence that is
+generating plus chunks of prompts being admitted, so a new request never stalls running streams
+for a whole long prompt. On a CPU a prompt's last chunk gets a step of its own between two such
+steps (see ``_prompts_alone``). An image in a prompt is decoded on its own between steps.
 Callers hand work in with :meth:`Engine.submit` from any thread and receive text through the
 sequence's ``emit`` callback, which the engine calls from its own thread.
 
