@@ -578,20 +578,18 @@ class Engine:
                 self._put(batch, n, seq.pending_token, seq.n_past, seq.slot, True)
                 outputs.append((seq, n))
                 n += 1
-            # ... and prompt chunks, in admission order, fill what is left of the batch (on a CPU
-            # one prompt's, and never its last chunk, which gets a step of its own).
-            for seq in prefilling:
-                if n >= self.n_batch:
-                    break
-                if self._prompts_alone:
-                    if self._ends_in_one_step(seq):
-                        break
-                    end = text_end(seq)
-                    if end == len(seq.prompt_tokens):
-                        end -= self.n_batch  # leaves a last chunk that fits a step of its own
-                    n = self._put_prompt(seq, min(end - seq.n_past, self.n_batch - n), n, outputs, prefilled)
-                    break
-                n = self._put_prompt(seq, self.n_batch - n, n, outputs, prefilled)
+            # ... and prompt chunks, in admission order, fill what is left of the batch: on a GPU
+            # every prompt's; on a CPU the first one's, and never its last chunk (see above).
+            if not self._prompts_alone:
+                for seq in prefilling:
+                    if n < self.n_batch:
+                        n = self._put_prompt(seq, self.n_batch - n, n, outputs, prefilled)
+            elif prefilling and n < self.n_batch and not self._ends_in_one_step(prefilling[0]):
+                seq = prefilling[0]
+                end = text_end(seq)
+                if end == len(seq.prompt_tokens):
+                    end -= self.n_batch  # leaves a last chunk that fits a step of its own
+                n = self._put_prompt(seq, min(end - seq.n_past, self.n_batch - n), n, outputs, prefilled)
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(self.ctx, batch)
         if rc != 0:

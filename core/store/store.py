@@ -524,6 +524,10 @@ class StoredModel:
         value = self.config.get(key)
         return value if isinstance(value, str) else ""
 
+    def _config_strings(self, key: str) -> list[str]:
+        value = self.config.get(key)
+        return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
     def _config_count(self, key: str) -> int:
         value = self.config.get(key)
         return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
@@ -547,18 +551,11 @@ class StoredModel:
 
     def details(self) -> ModelDetails:
         """``details`` from the config blob; fields it lacks are read from the GGUF header."""
-        config = self.config
-
-        def configured(key: str) -> str:
-            value = config.get(key)
-            return value if isinstance(value, str) else ""
-
-        families = config.get("model_families")
-        families = tuple(f for f in families if isinstance(f, str)) if isinstance(families, list) else ()
-        model_format = configured("model_format")
-        family = configured("model_family")
-        parameter_size = configured("model_type")
-        quantization = configured("file_type")
+        families = tuple(self._config_strings("model_families"))
+        model_format = self._config_text("model_format")
+        family = self._config_text("model_family")
+        parameter_size = self._config_text("model_type")
+        quantization = self._config_text("file_type")
         if self.model_path is not None and (not family or not parameter_size or quantization in ("", "unknown")):
             info = self.gguf()
             model_format = model_format or "gguf"
@@ -595,8 +592,7 @@ class StoredModel:
         """
         variables = {variable.lower() for variable in template_variables}
         # Those the config names first: a remote model has no weights to tell them.
-        configured = self.config.get("capabilities")
-        capabilities = [c for c in configured if isinstance(c, str)] if isinstance(configured, list) else []
+        capabilities = self._config_strings("capabilities")
         info = self.gguf() if self.model_path is not None else None
         if info is not None:
             capabilities.append("embedding" if info.architecture_value("pooling_type") is not None else "completion")

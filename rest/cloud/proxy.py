@@ -207,7 +207,7 @@ class CloudProxy:
                     await response.send(chunk)
                     last = chunk
         except (httpx.TransportError, httpx.DecodingError) as error:
-            log.warning("cloud proxy response copy failed", path=request.path, status=upstream.status_code,
+            log.warning("cloud_relay_failed", path=request.path, status=upstream.status_code,
                         error=repr(error))
             if in_band := _in_band_error(content_type or "", last):
                 await response.send(in_band)

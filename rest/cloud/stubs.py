@@ -114,7 +114,7 @@ async def forward(request: Request, path: str, body: dict) -> HTTPResponse | Non
                                        metadata=grpc_metadata(request.ctx.request_id))
     stub = Stub.from_show(name, await unary(show, f"model '{name}' not found"))
     if urlsplit(stub.remote_host).hostname not in proxy.settings.remotes:
-        log.info("remote model", remotes=",".join(proxy.settings.remotes), remote_host=stub.remote_host)
+        log.info("remote_model_not_allowed", remotes=",".join(proxy.settings.remotes), remote_host=stub.remote_host)
         raise ApiError(400, NOT_ALLOWED)
     merged = generate_body(body, stub) if path == GENERATE_PATH else chat_body(body, stub)
     try:
@@ -169,7 +169,7 @@ async def _relay(request: Request, upstream: httpx.Response, stub: Stub, content
                 response = await request.respond(content_type=content_type)
             await response.send(dumps(stamp(chunk, stub)) + "\n")
     except (httpx.TransportError, httpx.DecodingError) as error:
-        log.warning("remote model response copy failed", remote_host=stub.remote_host, error=repr(error))
+        log.warning("remote_model_relay_failed", remote_host=stub.remote_host, error=repr(error))
         if response is None:
             raise ApiError(500, unreachable_message(error)) from None
         await response.send(dumps({"error": UPSTREAM_DROPPED}) + "\n")

@@ -37,36 +37,34 @@ def _metadata(request: Request) -> tuple[tuple[str, str], ...]:
     return grpc_metadata(request.ctx.request_id)
 
 
-async def _stream_or_drain(request: Request, call, rpc_method, to_chunk, to_response) -> HTTPResponse | None:
-    """Generate and chat alike: NDJSON chunks by default, one aggregated object for ``stream:false``."""
+async def _stream_or_drain(request: Request, body: dict, call, rpc_method, to_chunk, to_response,
+                           remote_path: str) -> HTTPResponse | None:
+    """Generate and chat alike: NDJSON chunks by default, one aggregated object for ``stream:false``;
+    on a remote model (a stub), whatever its host answers at ``remote_path``."""
     not_found = f"model '{call.request.model}' not found"
     rpc = rpc_method(call.request, metadata=_metadata(request))
     observe = generation_observer(request)
-    if call.stream:
-        return await stream_ndjson(request, rpc, to_chunk, not_found, observe)
-    return json_response(to_response(await drain(rpc, not_found, observe)))
+    try:
+        if call.stream:
+            return await stream_ndjson(request, rpc, to_chunk, not_found, observe)
+        return json_response(to_response(await drain(rpc, not_found, observe)))
+    except RemoteModelCall:
+        return await stubs.forward(request, remote_path, body)
 
 
 async def generate(request: Request) -> HTTPResponse | None:
     body = request_json(request)
     call = translate.generate_request(body)
-    inference = request.app.ctx.inference
-    try:
-        return await _stream_or_drain(
-            request, call, inference.Generate, translate.generate_chunk, translate.generate_response)
-    except RemoteModelCall:
-        return await stubs.forward(request, stubs.GENERATE_PATH, body)
+    return await _stream_or_drain(request, body, call, request.app.ctx.inference.Generate, translate.generate_chunk,
+                                  translate.generate_response, stubs.GENERATE_PATH)
 
 
 async def chat(request: Request) -> HTTPResponse | None:
     body = request_json(request)
     check_message_count(request, body)
     call = translate.chat_request(body)
-    inference = request.app.ctx.inference
-    try:
-        return await _stream_or_drain(request, call, inference.Chat, translate.chat_chunk, translate.chat_response)
-    except RemoteModelCall:
-        return await stubs.forward(request, stubs.CHAT_PATH, body)
+    return await _stream_or_drain(request, body, call, request.app.ctx.inference.Chat, translate.chat_chunk,
+                                  translate.chat_response, stubs.CHAT_PATH)
 
 
 async def embed(request: Request) -> HTTPResponse:
