@@ -177,6 +177,12 @@ class _ParkedPrefix:
 _MIN_PARKED_TOKENS = 32
 # Host RAM for parked prefixes, oldest dropped first.
 PARKED_PREFIX_BUDGET_BYTES = 512 << 20
+# On a CPU, the decode steps between two prompt steps while sequences are generating. A burst of
+# new requests then slows the running streams to two tokens per prompt, not one. And clients in
+# closed loops spread out: with one, each one's first token came a decode step after the previous
+# one's, so their next requests met in turn at every prompt step (each waited for a whole prompt and
+# a decode step before its own: TTFT p50 at 16 streams 310-330 ms, scripts/bench.py).
+DECODE_STEPS_BETWEEN_PROMPTS = 2
 
 
 @dataclass
@@ -290,12 +296,11 @@ class Engine:
         # how long the work takes. A prompt's last chunk, whose logits give its first token, is
         # decoded in a step of its own: the newcomer's first token then waits for its own prompt
         # only, not also for one token of every running stream, and those streams get their next
-        # token when they would have in a shared step. Such steps alternate with decode steps, so
-        # prompts arriving together are prefilled one at a time and never stall the streams for
-        # more than one prompt. A GPU takes extra tokens in a step almost for free, so there every
-        # prompt shares the decode step.
+        # token when they would have in a shared step. While sequences are generating, such steps
+        # come DECODE_STEPS_BETWEEN_PROMPTS decode steps apart. A GPU takes extra tokens in a step
+        # almost for free, so there every prompt shares the decode step.
         self._prompts_alone = gpu_layers == 0
-        self._last_step_was_prompt = False
+        self._decode_steps_since_prompt = DECODE_STEPS_BETWEEN_PROMPTS
         self.load_duration_ns = time.perf_counter_ns() - started
         self._piece_buf = ctypes.create_string_buffer(256)
         # One candidate buffer serves every grammar-constrained pick (the engine thread samples one
@@ -568,8 +573,8 @@ class Engine:
         generating = [seq for seq in self._active if seq.pending_token >= 0]
         prefilling = [seq for seq in self._active if seq.pending_token < 0]
         prompt_alone = (self._prompts_alone and prefilling and self._ends_in_one_step(prefilling[0])
-                        and not (generating and self._last_step_was_prompt))
-        self._last_step_was_prompt = prompt_alone
+                        and (not generating or self._decode_steps_since_prompt >= DECODE_STEPS_BETWEEN_PROMPTS))
+        self._decode_steps_since_prompt = 0 if prompt_alone else self._decode_steps_since_prompt + 1
         if prompt_alone:
             n = self._put_prompt(prefilling[0], self.n_batch, 0, outputs, prefilled)
         else:

@@ -53,7 +53,7 @@ class RecordedEngine:
             assert self.finished.acquire(timeout=120)
 
 
-def test_prompts_arriving_together_on_a_cpu_get_steps_of_their_own_between_decode_steps(monkeypatch):
+def test_prompts_arriving_together_on_a_cpu_get_steps_of_their_own_two_decode_steps_apart(monkeypatch):
     recorded = RecordedEngine(monkeypatch)
     prompts = ["The capital of France is", "Water boils at a temperature of", "The largest planet is"]
     try:
@@ -65,12 +65,12 @@ def test_prompts_arriving_together_on_a_cpu_get_steps_of_their_own_between_decod
         recorded.engine.close()
 
     assert all("".join(text).strip() for text in recorded.texts.values())
-    # Each prompt is decoded alone (its first token waits for nothing else), and a decode step of every
-    # sequence already generating comes between two prompts, so the streams never wait for two.
-    shapes = [sorted(step.values(), reverse=True) for step in recorded.steps[:6]]
-    assert [len(shape) for shape in shapes] == [1, 1, 1, 2, 1, 3]
-    assert [shape[0] > 1 for shape in shapes] == [True, False, True, False, True, False]
-    assert all(sum(step.values()) == len(step) for step in recorded.steps[6:])  # then decoding only
+    # Each prompt is decoded alone (its first token waits for nothing else), and two decode steps of
+    # every sequence already generating come between two prompts: the streams never wait for two.
+    shapes = [sorted(step.values(), reverse=True) for step in recorded.steps[:8]]
+    assert [len(shape) for shape in shapes] == [1, 1, 1, 1, 2, 2, 1, 3]
+    assert [shape[0] > 1 for shape in shapes] == [True, False, False, True, False, False, True, False]
+    assert all(sum(step.values()) == len(step) for step in recorded.steps[8:])  # then decoding only
 
 
 def test_a_long_prompt_rides_with_the_decode_steps_until_its_last_chunk(monkeypatch):
