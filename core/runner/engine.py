@@ -145,6 +145,7 @@ class Sequence:
     prompt_eval_count: int = 0
     sampler: object = None
     grammar_sampler: object = None  # kept out of ``sampler``: checked against the pick, see _sample
+    penalties: RepetitionPenalties | None = None  # kept out of ``sampler`` too: see RepetitionPenalties
     decoder: object = None
     held_text: str = ""
     unsent_logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -171,6 +172,44 @@ class _ParkedPrefix:
 
     tokens: list[int]
     state: ctypes.Array
+
+
+class RepetitionPenalties:
+    """llama.cpp's penalties sampler, applied to the logits of the tokens in its window only.
+
+    llama.cpp's own looks every token of the vocabulary up in its counts, once per sequence per
+    step: in this decode loop on 2 cores, sampling a token with it took 1.25 ms instead of 0.35
+    for Gemma 3's 262k entries (7 % of a one-stream step), 0.26 instead of 0.09 for SmolLM2's 49k.
+    The window holds at most ``last_n`` tokens, so this does the same float32 arithmetic on those
+    alone, in the context's logits, before the sampler chain: 0.44 and 0.21 ms.
+    """
+
+    def __init__(self, last_n: int, repeat: float, frequency: float, presence: float):
+        self._window: deque[int] = deque(maxlen=last_n)
+        self._counts: dict[int, int] = {}
+        self._repeat, self._frequency, self._presence = np.float32(repeat), np.float32(frequency), np.float32(presence)
+
+    def accept(self, token: int) -> None:
+        """Adds a sampled token to the window, dropping the oldest when it is full."""
+        self._counts[token] = self._counts.get(token, 0) + 1
+        if len(self._window) == self._window.maxlen:
+            oldest = self._window[0]
+            self._counts[oldest] -= 1
+            if not self._counts[oldest]:
+                del self._counts[oldest]
+        self._window.append(token)
+
+    def apply(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Penalises ``logits`` in place; returns the token ids and their logits before, to restore."""
+        if not self._counts:
+            return None
+        ids = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(self._counts))
+        before = logits[ids]
+        penalised = np.where(before <= 0, before * self._repeat, before / self._repeat)
+        penalised -= counts * self._frequency + (counts > 0).astype(np.float32) * self._presence
+        logits[ids] = penalised
+        return ids, before
 
 
 # Shorter prefixes are cheaper to evaluate again than to copy.
@@ -396,6 +435,7 @@ class Engine:
             if not seq.grammar_sampler:  # llama.cpp printed why; using a NULL sampler would crash
                 raise InvalidGrammar("invalid grammar")
         seq.sampler = self._make_sampler(seq.sampling)
+        seq.penalties = self._make_penalties(seq.sampling)
         with self._cond:
             if self._closing:
                 self._free_sampler(seq)
@@ -533,13 +573,17 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
         slot.tokens = []
 
+    def _make_penalties(self, p: SamplingParams) -> RepetitionPenalties | None:
+        """The penalties that come first in the chain, as in llama.cpp's; None when they change nothing."""
+        last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
+        if not last_n or (p.repeat_penalty == 1.0 and p.presence_penalty == 0.0 and p.frequency_penalty == 0.0):
+            return None
+        return RepetitionPenalties(last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+
     def _make_sampler(self, p: SamplingParams):
+        """The chain after the penalties: greedy, or top-k, typical, top-p, min-p, temperature and a seeded draw."""
         chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         add = llama_cpp.llama_sampler_chain_add
-        if p.repeat_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0:
-            last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
-            add(chain, llama_cpp.llama_sampler_init_penalties(
-                self.n_vocab, last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty))
         if p.temperature <= 0:
             add(chain, llama_cpp.llama_sampler_init_greedy())
             return chain
@@ -631,6 +675,19 @@ class Engine:
 
     def _sample(self, seq: Sequence, index: int) -> int:
         """The next token for ``seq`` from output ``index`` of the last decode."""
+        if seq.penalties is None:
+            return self._pick(seq, index)
+        logits = self._logits(index)
+        penalised = seq.penalties.apply(logits)
+        token = self._pick(seq, index)
+        if penalised is not None:  # log probabilities are of the model's own distribution
+            ids, before = penalised
+            logits[ids] = before
+        seq.penalties.accept(token)
+        return token
+
+    def _pick(self, seq: Sequence, index: int) -> int:
+        """The token that ``seq``'s sampler chain and grammar pick from the logits at output ``index``."""
         if seq.grammar_sampler is None:
             return llama_cpp.llama_sampler_sample(seq.sampler, self.ctx, index)
         # As llama.cpp's own common sampler: the grammar costs a pass over the whole vocabulary
@@ -654,13 +711,16 @@ class Engine:
             self._candidate_buffer = (llama_cpp.llama_token_data * self.n_vocab)()
             self._candidate_view = np.ctypeslib.as_array(self._candidate_buffer)
             self._token_ids = np.arange(self.n_vocab, dtype=np.int32)
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
-        self._candidate_view["logit"] = logits
+        self._candidate_view["logit"] = self._logits(index)
         self._candidate_view["p"] = 0.0
         self._candidate_view["id"] = self._token_ids
         return llama_cpp.llama_token_data_array(
             data=self._candidate_buffer, size=self.n_vocab, selected=-1, sorted=False
         )
+
+    def _logits(self, index: int) -> np.ndarray:
+        """The context's own logits at output ``index`` of the last decode (a view: writes reach the samplers)."""
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
 
     @staticmethod
     def _grammar_allows(grammar, token: int) -> bool:
@@ -725,7 +785,7 @@ class Engine:
 
     def _logprob(self, index: int, token: int, top: int) -> TokenLogprob:
         """``token``'s log probability at output ``index`` of the last decode, and the ``top`` likeliest."""
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        logits = self._logits(index)
         peak = float(logits.max())
         log_total = peak + float(np.log(np.exp(logits - peak).sum()))
         best: list[TokenLogprob] = []
