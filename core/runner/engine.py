@@ -435,7 +435,7 @@ class Engine:
             if not seq.grammar_sampler:  # llama.cpp printed why; using a NULL sampler would crash
                 raise InvalidGrammar("invalid grammar")
         seq.sampler = self._make_sampler(seq.sampling)
-        seq.penalties = self._make_penalties(seq.sampling)
+        seq.penalties = self._make_penalties(seq.sampling, seq.prompt_tokens)
         with self._cond:
             if self._closing:
                 self._free_sampler(seq)
@@ -573,12 +573,19 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self.mem, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _make_penalties(self, p: SamplingParams) -> RepetitionPenalties | None:
-        """The penalties that come first in the chain, as in llama.cpp's; None when they change nothing."""
+    def _make_penalties(self, p: SamplingParams, prompt: list[int]) -> RepetitionPenalties | None:
+        """The penalties that come first in the chain, as in llama.cpp's; None when they change nothing.
+
+        As in Ollama's runners (llama-server and its own), the window starts with the prompt's last
+        tokens, so an answer that repeats the question is penalised from its first token.
+        """
         last_n = self.n_ctx_seq if p.repeat_last_n < 0 else p.repeat_last_n
         if not last_n or (p.repeat_penalty == 1.0 and p.presence_penalty == 0.0 and p.frequency_penalty == 0.0):
             return None
-        return RepetitionPenalties(last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+        penalties = RepetitionPenalties(last_n, p.repeat_penalty, p.frequency_penalty, p.presence_penalty)
+        for token in [token for token in prompt if token >= 0][-last_n:]:  # an image's positions are not tokens
+            penalties.accept(token)
+        return penalties
 
     def _make_sampler(self, p: SamplingParams):
         """The chain after the penalties: greedy, or top-k, typical, top-p, min-p, temperature and a seeded draw."""

@@ -51,10 +51,15 @@ def test_the_window_is_penalised_bit_for_bit_as_llama_cpp_does_over_the_whole_vo
 
 
 class LlamaCppPenaltiesEngine(Engine):
-    """The engine as it was: llama.cpp's penalties sampler first in every sequence's chain."""
+    """llama.cpp's penalties sampler first in every sequence's chain, fed the prompt as llama-server feeds it."""
 
-    def _make_penalties(self, p: SamplingParams):
+    def _make_penalties(self, p: SamplingParams, prompt: list[int]):
         return None
+
+    def submit(self, seq: Sequence) -> None:  # before the engine starts: nothing samples yet
+        super().submit(seq)
+        for token in seq.prompt_tokens:
+            llama_cpp.llama_sampler_accept(seq.sampler, token)
 
     def _make_sampler(self, p: SamplingParams):
         rest = super()._make_sampler(p)
@@ -79,9 +84,9 @@ def generate(engine_class: type[Engine], prompt: str, grammar: str,
             done.set()
 
     try:
-        engine.start()
         engine.submit(Sequence(prompt_tokens=engine.tokenize(prompt, True), num_predict=48, stop=[], sampling=sampling,
                                emit=emit, fail=pytest.fail, grammar=grammar, top_logprobs=2))
+        engine.start()
         assert done.wait(120)
     finally:
         engine.close()
@@ -100,3 +105,14 @@ def test_the_engine_samples_the_same_tokens_with_the_same_log_probabilities_as_l
     unpenalised, _ = generate(Engine, prompt, grammar, replace(STRONG, repeat_penalty=1.0, presence_penalty=0.0,
                                                                frequency_penalty=0.0))
     assert unpenalised != text  # the penalties took part in the picks compared
+
+
+def test_the_window_starts_with_the_prompts_last_tokens_as_in_ollama():
+    greedy = replace(STRONG, temperature=0.0, repeat_last_n=16, repeat_penalty=2.0, presence_penalty=2.0)
+    prompt = "1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2,"
+    plain, _ = generate(Engine, prompt, "", replace(greedy, repeat_penalty=1.0, presence_penalty=0.0,
+                                                     frequency_penalty=0.0))
+    penalised, _ = generate(Engine, prompt, "", greedy)
+
+    assert plain.startswith(" 3, 1, 2")  # what the model says next unpenalised
+    assert not penalised.startswith(" 3")  # the prompt's "3" is in the window before the first pick
