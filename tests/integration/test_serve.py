@@ -123,3 +123,29 @@ def test_a_burst_beyond_the_queue_gets_fast_503s_and_the_rest_are_served(tmp_pat
             assert seconds < 1.0
     finally:
         stop_server(server)
+
+
+def server_process_environments(server) -> dict[str, dict[str, str]]:
+    """Each server process's environment, by what it is: core, gateway, runner."""
+    modules = {b"herd.core.server": "core", b"herd.rest.app": "gateway", b"herd.core.runner.service": "runner"}
+    found = {}
+    for pid in descendants(server.process.pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        for module, name in modules.items():
+            if module in cmdline:
+                found[name] = dict(entry.decode().split("=", 1) for entry in environ.split(b"\0") if b"=" in entry)
+    return found
+
+
+def test_core_gateway_and_runners_start_grpcio_without_its_event_engine(server):
+    reply = httpx.post(server.base_url + "/api/generate", json={"model": CHAT_MODEL, "prompt": "hi", "stream": False,
+                                                                "options": {"num_predict": 2}}, timeout=120)
+    assert reply.status_code == 200
+    environments = server_process_environments(server)
+    assert set(environments) == {"core", "gateway", "runner"}
+    for env in environments.values():
+        assert env["GRPC_EXPERIMENTS"] == "-event_engine_client,-event_engine_listener"

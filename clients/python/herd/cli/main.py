@@ -20,6 +20,7 @@ from herd.cli.api import ApiError, Client
 from herd.cli.commands import add_commands
 from herd.cli.run import add_run_command, bare_flags_as_true
 from herd.cloud_key import ensure_key, key_path
+from herd.grpc_env import server_environment
 
 CORE_MODULE = "herd.core.server"
 GATEWAY_MODULE = "herd.rest.app"
@@ -76,7 +77,7 @@ def _ensure_cloud_key() -> None:
 
 def serve(args: argparse.Namespace) -> int:
     _ensure_cloud_key()
-    env = dict(os.environ)
+    env = server_environment(os.environ)
     env.setdefault("HERD_GRPC_HOST", DEFAULT_GRPC_HOST)
     children: list[subprocess.Popen] = []
     stopping = False
@@ -111,13 +112,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def run_core(args: argparse.Namespace) -> int:
-    os.execv(sys.executable, [sys.executable, "-m", CORE_MODULE])
+    os.execve(sys.executable, [sys.executable, "-m", CORE_MODULE], server_environment(os.environ))
 
 
 def run_gateway(args: argparse.Namespace) -> int:
     if args.core:
         os.environ["HERD_GRPC_HOST"] = args.core
-    os.execv(sys.executable, [sys.executable, "-m", GATEWAY_MODULE])
+    os.execve(sys.executable, [sys.executable, "-m", GATEWAY_MODULE], server_environment(os.environ))
 
 
 def main(argv: list[str] | None = None) -> int:
