@@ -207,7 +207,7 @@ class RepetitionPenalties:
         counts = np.fromiter(self._counts.values(), dtype=np.float32, count=len(self._counts))
         before = logits[ids]
         penalised = np.where(before <= 0, before * self._repeat, before / self._repeat)
-        penalised -= counts * self._frequency + (counts > 0).astype(np.float32) * self._presence
+        penalised -= counts * self._frequency + self._presence  # every token counted is present
         logits[ids] = penalised
         return ids, before
 

@@ -68,15 +68,20 @@ def test_logs_carry_one_request_id_through_gateway_core_and_runner(server):
     assert {"gateway", "core", "runner"} <= processes
 
 
-def runner_pids(server) -> list[int]:
+def module_pids(server, module: str) -> list[int]:
+    """The server's processes running ``python -m <module>``."""
     pids = []
     for pid in descendants(server.process.pid):
         try:
-            if b"herd.core.runner.service" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 pids.append(pid)
         except OSError:
             pass
     return pids
+
+
+def runner_pids(server) -> list[int]:
+    return module_pids(server, "herd.core.runner.service")
 
 
 def test_a_crashed_runner_fails_its_stream_in_band_and_is_reloaded(server):
@@ -125,27 +130,17 @@ def test_a_burst_beyond_the_queue_gets_fast_503s_and_the_rest_are_served(tmp_pat
         stop_server(server)
 
 
-def server_process_environments(server) -> dict[str, dict[str, str]]:
-    """Each server process's environment, by what it is: core, gateway, runner."""
-    modules = {b"herd.core.server": "core", b"herd.rest.app": "gateway", b"herd.core.runner.service": "runner"}
-    found = {}
-    for pid in descendants(server.process.pid):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        for module, name in modules.items():
-            if module in cmdline:
-                found[name] = dict(entry.decode().split("=", 1) for entry in environ.split(b"\0") if b"=" in entry)
-    return found
+def environment(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(entry.decode().split("=", 1) for entry in entries if b"=" in entry)
 
 
 def test_core_gateway_and_runners_start_grpcio_without_its_event_engine(server):
     reply = httpx.post(server.base_url + "/api/generate", json={"model": CHAT_MODEL, "prompt": "hi", "stream": False,
                                                                 "options": {"num_predict": 2}}, timeout=120)
     assert reply.status_code == 200
-    environments = server_process_environments(server)
-    assert set(environments) == {"core", "gateway", "runner"}
-    for env in environments.values():
-        assert env["GRPC_EXPERIMENTS"] == "-event_engine_client,-event_engine_listener"
+    for module in ("herd.core.server", "herd.rest.app", "herd.core.runner.service"):
+        pids = module_pids(server, module)
+        assert pids, module
+        for pid in pids:
+            assert environment(pid)["GRPC_EXPERIMENTS"] == "-event_engine_client,-event_engine_listener"
