@@ -338,7 +338,7 @@ async def herd_concurrent(base: str, model: str, clients: int, requests: int, to
 def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
     print(f"\n## {name}: concurrent streams, closed loops of {args.tokens}-token requests, first requests "
           f"{args.stagger:.0f} ms apart, raw and herd alternated {args.rounds} times per level")
-    print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'raw TTFT p50/p99 ms':>20}"
+    print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'rounds':>11} {'raw TTFT p50/p99 ms':>20}"
           f" {'herd TTFT p50/p99 ms':>21}")
     for level in args.levels:
         requests = args.requests or max(3, 24 // level)  # about the same number of tokens at every level; 3 so the start is not half the sample
@@ -351,7 +351,10 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
             herds.append(asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads,
                                                      args.stagger / 1e3, series)))
         raw, herd = LevelResult.pooled(raws), LevelResult.pooled(herds)
-        print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} "
+        # The spread of the rounds' own ratios says how far the pooled one can be trusted.
+        rounds = sorted(h.rate / r.rate for r, h in zip(raws, herds))
+        spread = f"{rounds[0]:.2f}–{rounds[-1]:.2f}"
+        print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} {spread:>11} "
               f"{raw.ttft_ms(0.5):>9.0f} / {raw.ttft_ms(0.99):<8.0f} {herd.ttft_ms(0.5):>10.0f} / {herd.ttft_ms(0.99):<8.0f}",
               flush=True)
 
@@ -498,7 +501,7 @@ def main() -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent streams")
     parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 3)")
     parser.add_argument("--stagger", type=float, default=100.0, help="ms between the clients' first requests")
-    parser.add_argument("--rounds", type=int, default=2, help="raw and herd runs alternated per concurrency level")
+    parser.add_argument("--rounds", type=int, default=4, help="raw and herd runs alternated per concurrency level")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=4096, help="context per sequence")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="models to measure (default: both bundled)")
