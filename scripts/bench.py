@@ -352,8 +352,8 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
                                                      args.stagger / 1e3, series)))
         raw, herd = LevelResult.pooled(raws), LevelResult.pooled(herds)
         # The spread of the rounds' own ratios says how far the pooled one can be trusted.
-        rounds = sorted(h.rate / r.rate for r, h in zip(raws, herds))
-        spread = f"{rounds[0]:.2f}–{rounds[-1]:.2f}"
+        ratios = sorted(h.rate / r.rate for r, h in zip(raws, herds))
+        spread = f"{ratios[0]:.2f}–{ratios[-1]:.2f}"
         print(f"{level:>7} {raw.rate:>10.1f} {herd.rate:>11.1f} {herd.rate / raw.rate:>6.3f} {spread:>11} "
               f"{raw.ttft_ms(0.5):>9.0f} / {raw.ttft_ms(0.99):<8.0f} {herd.ttft_ms(0.5):>10.0f} / {herd.ttft_ms(0.99):<8.0f}",
               flush=True)
