@@ -241,12 +241,14 @@ def test_a_killed_runner_fails_its_requests_and_spares_other_models(server):
     assert json.loads(lines[-1]) == {"error": "llama runner process no longer running"}
     assert all("error" not in json.loads(line) for line in lines[:-1])
 
-    # Not streamed: the kill lands while the answer is being generated; the reply is a clean 500.
+    # Not streamed: the kill lands while the answer is being generated; the reply is a clean 500. The schema
+    # holds the answer open for at least 2,000 characters (hundreds of tokens, seconds on a CPU), so the model
+    # cannot finish it before the kill, as it could a free-form story.
     assert generate(CHAT_MODEL, prompt="Hi", stream=False, options={"num_predict": 1}).status_code == 200  # reloaded
     victim = model_runner(server, CHAT_MODEL)
     killer = threading.Timer(1.0, os.kill, (victim, signal.SIGKILL))
     killer.start()
-    reply = generate(CHAT_MODEL, stream=False, **long_story)
+    reply = generate(CHAT_MODEL, stream=False, format={"type": "string", "minLength": 2000}, **long_story)
     killer.join()
     assert (reply.status_code, reply.json()) == (500, {"error": "llama runner process no longer running"})
 
