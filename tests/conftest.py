@@ -16,6 +16,9 @@ import pytest
 
 CHAT_MODEL = "smollm2:135m"
 BASE_MODEL = "gemma3:270m-pt"
+# A ``format`` that holds an answer open for 2,000 characters at least (hundreds of tokens, seconds on a CPU):
+# a test that must catch a generation still running cannot lose the race to the model ending its story early.
+LONG_ANSWER_FORMAT = {"type": "string", "minLength": 2000}
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import BASE_MODEL, CHAT_MODEL, start_server, stop_server
+from tests.conftest import BASE_MODEL, CHAT_MODEL, LONG_ANSWER_FORMAT, start_server, stop_server
 
 SLOTS = 16
 
@@ -71,7 +71,8 @@ def test_sixteen_clients_stream_at_once_and_a_disconnect_frees_a_slot_for_the_ne
 
 def test_an_embedding_is_answered_while_generations_keep_the_runner_busy(server):
     """Found by scripts/soak.py: embeddings waited for a moment with no generation at all (p99 72 s)."""
-    body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "raw": True, "options": {"num_predict": 100_000}}
+    body = {"model": CHAT_MODEL, "prompt": "Once upon a time", "raw": True, "options": {"num_predict": 100_000},
+            "format": LONG_ANSWER_FORMAT}
     with httpx.stream("POST", server.base_url + "/api/generate", json=body, timeout=120) as generation:
         lines = generation.iter_lines()
         assert "error" not in json.loads(next(lines))  # the generation holds the runner from here on
