@@ -53,6 +53,9 @@ PROMPT = (
 MODELS = ("smollm2:135m", "gemma3:270m-pt")
 SEED = 42
 SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": SEED}
+TOKENS = 128  # per generation
+CTX = 4096  # per sequence
+STAGGER_MS = 100.0  # between the clients' first requests
 
 
 def free_port() -> int:
@@ -219,6 +222,11 @@ class _RawSequence:
     generated: int = 0
 
 
+def requests_per_client(streams: int) -> int:
+    """About the same number of tokens at every level; at least 3, so the start is not half the sample."""
+    return max(3, 24 // streams)
+
+
 def first_arrival(client: int, stagger_s: float) -> float:
     """When a client sends its first request, relative to the start of the level.
 
@@ -341,7 +349,7 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
     print(f"{'streams':>7} {'raw tok/s':>10} {'herd tok/s':>11} {'ratio':>6} {'rounds':>11} {'raw TTFT p50/p99 ms':>20}"
           f" {'herd TTFT p50/p99 ms':>21}")
     for level in args.levels:
-        requests = args.requests or max(3, 24 // level)  # about the same number of tokens at every level; 3 so the start is not half the sample
+        requests = args.requests or requests_per_client(level)
         # The machine's speed drifts from one minute to the next: alternating shares the drift out.
         raws, herds = [], []
         for round_ in range(args.rounds):
@@ -496,14 +504,14 @@ SECTIONS = ("single", "concurrency", "turns", "embed")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run (default: all)")
-    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--tokens", type=int, default=TOKENS)
     parser.add_argument("--runs", type=int, default=5, help="single-stream runs per model")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16], help="concurrent streams")
     parser.add_argument("--requests", type=int, help="requests per client at each level (default: 24 ÷ streams, at least 3)")
-    parser.add_argument("--stagger", type=float, default=100.0, help="ms between the clients' first requests")
+    parser.add_argument("--stagger", type=float, default=STAGGER_MS, help="ms between the clients' first requests")
     parser.add_argument("--rounds", type=int, default=4, help="raw and herd runs alternated per concurrency level")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--ctx", type=int, default=4096, help="context per sequence")
+    parser.add_argument("--ctx", type=int, default=CTX, help="context per sequence")
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="models to measure (default: both bundled)")
     parser.add_argument("--store", type=Path, help="an existing models directory (default: a fresh one with the bundled models)")
     args = parser.parse_args()

@@ -80,30 +80,31 @@ def main() -> int:
 
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TIMING), os.environ.get("PYTHONPATH")]))
     os.environ.update(kv.split("=", 1) for kv in args.env)
-    requests = max(3, 24 // args.level)  # as bench.py
+    requests = bench.requests_per_client(args.level)
+    stagger_s = bench.STAGGER_MS / 1e3
     with tempfile.TemporaryDirectory() as store_dir:
         server, base = bench.start_herd(Path(store_dir), args.threads)
         runs = []
         try:
             httpx.post(base + "/api/generate", json={"model": args.model, "options": {"num_thread": args.threads}},
                        timeout=600).raise_for_status()
-            engine = bench.RawEngine(bench.model_path(Path(store_dir), args.model), args.threads, 4096)
+            engine = bench.RawEngine(bench.model_path(Path(store_dir), args.model), args.threads, bench.CTX)
             for round_ in range(args.rounds):
                 series = f"steps.{args.level}.{round_}"
                 for name in ("raw", "herd"):
                     started = time.perf_counter()
                     if name == "raw":
-                        result = bench.raw_concurrent(engine, args.threads, 4096, args.level, requests, 128, 0.1,
-                                                      series)
+                        result = bench.raw_concurrent(engine, args.threads, bench.CTX, args.level, requests,
+                                                      bench.TOKENS, stagger_s, series)
                     else:
-                        result = asyncio.run(bench.herd_concurrent(base, args.model, args.level, requests, 128,
-                                                                   args.threads, 0.1, series))
+                        result = asyncio.run(bench.herd_concurrent(base, args.model, args.level, requests,
+                                                                   bench.TOKENS, args.threads, stagger_s, series))
                     runs.append((f"{name}{round_}", result.rate, started, time.perf_counter()))
         finally:
             server.terminate()
             server.wait(timeout=30)
     steps = read_steps(log_dir)
-    print(f"{args.model}, {args.level} streams, {requests} requests of 128 tokens each")
+    print(f"{args.model}, {args.level} streams, {requests} requests of {bench.TOKENS} tokens each")
     print(f"{'run':>7} {'tok/s':>6} {'decode':>6} {'batch':>6} {'ms':>7} {'prompt':>6} {'tokens':>6} {'ms':>7} "
           f"{'gap ms':>6} {'stretch':>7} {'busy':>6}")
     for name, rate, started, ended in runs:
