@@ -12,7 +12,8 @@ concurrency  1, 4, 8 and 16 clients, each streaming ``--requests`` generations o
              tokens back to back (a closed loop, as a chat service sees); raw is the same loop
              in-process: one ``llama_decode`` per step over one token of every generating
              sequence plus the prompt of any sequence that has just arrived. Raw and herd
-             take turns ``--rounds`` times per level, so the machine's drift hits both alike.
+             take turns ``--rounds`` times per level, each going first in every other
+             round, so the machine's drift hits both alike.
              Aggregate tokens/s (all tokens ÷ wall time, over every round), herd/raw, and TTFT
              p50/p99 over every request.
 turns        a chat with a ~1,000-token history: TTFT of the cold first turn and of the second
@@ -40,6 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import httpx
 import llama_cpp
@@ -56,6 +58,9 @@ SAMPLING = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "seed": SEED}
 TOKENS = 128  # per generation
 CTX = 4096  # per sequence
 STAGGER_MS = 100.0  # between the clients' first requests
+
+R = TypeVar("R")
+H = TypeVar("H")
 
 
 def free_port() -> int:
@@ -227,6 +232,20 @@ def requests_per_client(streams: int) -> int:
     return max(3, 24 // streams)
 
 
+def alternate(round_: int, raw: Callable[[], R], herd: Callable[[], H]) -> tuple[R, H]:
+    """Runs ``raw`` and ``herd`` once each: raw first in even rounds, herd first in odd ones.
+
+    Taking turns shares the machine's drift between the two; swapping who goes first also
+    cancels a drift that runs the same way through a section, which would otherwise count
+    against whichever always runs second.
+    """
+    if round_ % 2 == 0:
+        raw_result = raw()
+        return raw_result, herd()
+    herd_result = herd()
+    return raw(), herd_result
+
+
 def first_arrival(client: int, stagger_s: float) -> float:
     """When a client sends its first request, relative to the start of the level.
 
@@ -354,10 +373,14 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
         raws, herds = [], []
         for round_ in range(args.rounds):
             series = f"{level}.{round_}"
-            raws.append(raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens,
-                                       args.stagger / 1e3, series))
-            herds.append(asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads,
-                                                     args.stagger / 1e3, series)))
+            raw, herd = alternate(
+                round_,
+                lambda: raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens,
+                                       args.stagger / 1e3, series),
+                lambda: asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads,
+                                                    args.stagger / 1e3, series)))
+            raws.append(raw)
+            herds.append(herd)
         raw, herd = LevelResult.pooled(raws), LevelResult.pooled(herds)
         # The spread of the rounds' own ratios says how far the pooled one can be trusted.
         ratios = sorted(h.rate / r.rate for r, h in zip(raws, herds))
@@ -456,14 +479,16 @@ def bench_embed(client: httpx.Client, base: str, engine: RawEngine, name: str, a
     body = {"model": name, "input": inputs, "options": {"num_thread": args.threads}}
     client.post(base + "/api/embed", json={**body, "input": inputs[:4]}, timeout=600).raise_for_status()  # warm-up
     raw_embed(engine, args.threads, args.ctx, inputs[:4])
-    herd_s, raw_s = [], []
-    for _ in range(2):
+
+    def herd_embed() -> float:
         started = time.perf_counter()
         response = client.post(base + "/api/embed", json=body, timeout=600)
         response.raise_for_status()
-        herd_s.append(time.perf_counter() - started)
         assert len(response.json()["embeddings"]) == len(inputs)
-        raw_s.append(raw_embed(engine, args.threads, args.ctx, inputs))
+        return time.perf_counter() - started
+
+    raw_s, herd_s = zip(*(alternate(round_, lambda: raw_embed(engine, args.threads, args.ctx, inputs), herd_embed)
+                          for round_ in range(2)))
     herd, raw = len(inputs) / statistics.median(herd_s), len(inputs) / statistics.median(raw_s)
     print(f"\n## {name}: /api/embed, {len(inputs)} short inputs (means of 2)")
     print(f"raw {raw:.1f} inputs/s, herd {herd:.1f} inputs/s, herd/raw {herd / raw:.3f}")
@@ -482,12 +507,13 @@ def model_path(store: Path, name: str) -> str:
 def bench_single(client: httpx.Client, base: str, engine: RawEngine, name: str, args) -> None:
     herd_run(client, base, name, 16, args.threads, run=0)  # warm-up
     raw_run(engine, 16, run=0)
-    # Alternate the two so drifting machine load hits both alike; an idle
-    # runner costs no CPU while the raw engine decodes.
+    # An idle runner costs no CPU while the raw engine decodes, and the other way round.
     herd, raw = [], []
     for run in range(1, args.runs + 1):
-        herd.append(herd_run(client, base, name, args.tokens, args.threads, run))
-        raw.append(raw_run(engine, args.tokens, run))
+        raw_result, herd_result = alternate(run, lambda: raw_run(engine, args.tokens, run),
+                                            lambda: herd_run(client, base, name, args.tokens, args.threads, run))
+        raw.append(raw_result)
+        herd.append(herd_result)
     herd_rate = statistics.median(r[0] for r in herd)
     raw_rate = statistics.median(r[0] for r in raw)
     print(f"\n## {name}: one stream, {args.tokens} tokens, medians of {args.runs} runs")

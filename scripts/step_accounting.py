@@ -89,17 +89,20 @@ def main() -> int:
             httpx.post(base + "/api/generate", json={"model": args.model, "options": {"num_thread": args.threads}},
                        timeout=600).raise_for_status()
             engine = bench.RawEngine(bench.model_path(Path(store_dir), args.model), args.threads, bench.CTX)
+
+            def timed(label: str, run) -> None:
+                started = time.perf_counter()
+                result = run()
+                runs.append((label, result.rate, started, time.perf_counter()))
+
             for round_ in range(args.rounds):
                 series = f"steps.{args.level}.{round_}"
-                for name in ("raw", "herd"):
-                    started = time.perf_counter()
-                    if name == "raw":
-                        result = bench.raw_concurrent(engine, args.threads, bench.CTX, args.level, requests,
-                                                      bench.TOKENS, stagger_s, series)
-                    else:
-                        result = asyncio.run(bench.herd_concurrent(base, args.model, args.level, requests,
-                                                                   bench.TOKENS, args.threads, stagger_s, series))
-                    runs.append((f"{name}{round_}", result.rate, started, time.perf_counter()))
+                bench.alternate(
+                    round_,
+                    lambda: timed(f"raw{round_}", lambda: bench.raw_concurrent(
+                        engine, args.threads, bench.CTX, args.level, requests, bench.TOKENS, stagger_s, series)),
+                    lambda: timed(f"herd{round_}", lambda: asyncio.run(bench.herd_concurrent(
+                        base, args.model, args.level, requests, bench.TOKENS, args.threads, stagger_s, series))))
         finally:
             server.terminate()
             server.wait(timeout=30)
