@@ -373,14 +373,14 @@ def bench_concurrency(base: str, engine: RawEngine, name: str, args) -> None:
         raws, herds = [], []
         for round_ in range(args.rounds):
             series = f"{level}.{round_}"
-            raw, herd = alternate(
+            raw_round, herd_round = alternate(
                 round_,
                 lambda: raw_concurrent(engine, args.threads, args.ctx, level, requests, args.tokens,
                                        args.stagger / 1e3, series),
                 lambda: asyncio.run(herd_concurrent(base, name, level, requests, args.tokens, args.threads,
                                                     args.stagger / 1e3, series)))
-            raws.append(raw)
-            herds.append(herd)
+            raws.append(raw_round)
+            herds.append(herd_round)
         raw, herd = LevelResult.pooled(raws), LevelResult.pooled(herds)
         # The spread of the rounds' own ratios says how far the pooled one can be trusted.
         ratios = sorted(h.rate / r.rate for r, h in zip(raws, herds))

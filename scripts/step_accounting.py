@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -63,6 +64,17 @@ def describe(name: str, rate: float, steps: list[tuple[float, float, int, int]],
             f"{100 * stretch(full):6.1f}% {100 * sum(s[1] - s[0] for s in steps) / wall:5.1f}%")
 
 
+def timed(label: str, run: Callable) -> Callable[[], tuple[str, float, float, float]]:
+    """``run`` (a bench level) made to return its label, its rate and the window its decode steps fall in."""
+
+    def measured() -> tuple[str, float, float, float]:
+        started = time.perf_counter()
+        rate = run().rate
+        return label, rate, started, time.perf_counter()
+
+    return measured
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--level", type=int, default=8, help="concurrent streams")
@@ -89,19 +101,13 @@ def main() -> int:
             httpx.post(base + "/api/generate", json={"model": args.model, "options": {"num_thread": args.threads}},
                        timeout=600).raise_for_status()
             engine = bench.RawEngine(bench.model_path(Path(store_dir), args.model), args.threads, bench.CTX)
-
-            def timed(label: str, run) -> None:
-                started = time.perf_counter()
-                result = run()
-                runs.append((label, result.rate, started, time.perf_counter()))
-
             for round_ in range(args.rounds):
                 series = f"steps.{args.level}.{round_}"
-                bench.alternate(
+                runs += bench.alternate(
                     round_,
-                    lambda: timed(f"raw{round_}", lambda: bench.raw_concurrent(
+                    timed(f"raw{round_}", lambda: bench.raw_concurrent(
                         engine, args.threads, bench.CTX, args.level, requests, bench.TOKENS, stagger_s, series)),
-                    lambda: timed(f"herd{round_}", lambda: asyncio.run(bench.herd_concurrent(
+                    timed(f"herd{round_}", lambda: asyncio.run(bench.herd_concurrent(
                         base, args.model, args.level, requests, bench.TOKENS, args.threads, stagger_s, series))))
         finally:
             server.terminate()
